@@ -1,0 +1,162 @@
+"""Facts about where a model came from: git, `dvc.lock`, `.dvc` pins and content hashes.
+
+Everything here reads files or asks git/DVC; nothing writes. Tracking and registry code turn these
+facts into MLflow tags (see `tracking.LineageTags`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+LOCK_FILE = "dvc.lock"
+PIPELINE_FILE = "dvc.yaml"
+
+
+class LineageError(RuntimeError):
+    """The repository is not in a state the requested lineage fact can be read from."""
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The repository a process works for.
+
+    `dvc exp run --temp/--queue` runs stages in a throw-away copy under `.dvc/tmp/exps/`; DVC
+    sets `DVC_ROOT` to the real repository there, and anything shared (the MLflow store) must
+    resolve against it or it is deleted with the copy.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PIPELINE_FILE).exists() or (candidate / ".dvc").is_dir():
+            return candidate
+    return here
+
+
+def file_md5(path: Path | str) -> str:
+    """MD5 of a file's bytes, as DVC records it for a file out."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD's commit, or None outside git / before the first commit."""
+    out = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    return out.strip() if out else None
+
+
+def pipeline_outputs(root: Path) -> set[str]:
+    """Every out, metric and plot path `dvc.yaml` declares (they change by design on a rerun)."""
+    try:
+        with open(root / PIPELINE_FILE, encoding="utf-8") as handle:
+            pipeline = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        return set()
+    paths: set[str] = set()
+    for stage in (pipeline.get("stages") or {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind) or []:
+                paths.add(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+    return paths
+
+
+def git_dirty(root: Path) -> bool:
+    """Whether the code or params differ from HEAD.
+
+    `dvc.lock` and the pipeline's own outputs are left out: `dvc repro` rewrites them before any
+    commit can hold them, so counting them would call every fresh model dirty.
+    """
+    out = _git(root, "status", "--porcelain", "--untracked-files=no")
+    if out is None:
+        return True
+    generated = pipeline_outputs(root) | {LOCK_FILE}
+    for line in out.splitlines():
+        path = line[3:].split(" -> ")[-1].strip('"')
+        if not any(path == g or path.startswith(g.rstrip("/") + "/") for g in generated):
+            return True
+    return False
+
+
+def dvc_exp_name() -> str | None:
+    """The experiment DVC is running, if any (`dvc exp run` sets it for every stage)."""
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def pinned_md5(dvc_file: Path | str) -> str:
+    """The md5 a `.dvc` file pins for its single out (the raw data version)."""
+    try:
+        with open(dvc_file, encoding="utf-8") as handle:
+            outs = (yaml.safe_load(handle) or {}).get("outs") or []
+    except FileNotFoundError:
+        raise LineageError(f"{dvc_file}: not found; track the data with `dvc add`") from None
+    if not outs or "md5" not in outs[0]:
+        raise LineageError(f"{dvc_file}: no md5 recorded; run `dvc add` on its data")
+    return str(outs[0]["md5"])
+
+
+@dataclass(frozen=True)
+class StageHashes:
+    """What `dvc.lock` recorded for one stage: md5 of each dep and out, and its params."""
+
+    deps: dict[str, str]
+    outs: dict[str, str]
+    params: dict[str, object]
+
+
+def read_lock(text: str) -> dict[str, StageHashes]:
+    """Parse `dvc.lock` content into per-stage hashes."""
+    lock = yaml.safe_load(text) or {}
+    stages: dict[str, StageHashes] = {}
+    for name, stage in (lock.get("stages") or {}).items():
+        def hashes(entries: list[dict[str, object]] | None) -> dict[str, str]:
+            return {str(e["path"]): str(e.get("md5", "")) for e in entries or []}
+
+        params: dict[str, object] = {}
+        for values in (stage.get("params") or {}).values():
+            params.update(values)
+        stages[name] = StageHashes(hashes(stage.get("deps")), hashes(stage.get("outs")), params)
+    return stages
+
+
+def load_lock(root: Path) -> dict[str, StageHashes]:
+    path = root / LOCK_FILE
+    if not path.exists():
+        raise LineageError(f"{path}: not found; run `dvc repro` first")
+    return read_lock(path.read_text(encoding="utf-8"))
+
+
+def locked_out_md5(stages: dict[str, StageHashes], out: str) -> str | None:
+    """The md5 `dvc.lock` records for an out path, whichever stage produces it."""
+    for stage in stages.values():
+        if out in stage.outs:
+            return stage.outs[out]
+    return None
+
+
+def stale_stages(root: Path, target: str) -> dict[str, list[object]]:
+    """`dvc status` of `target` and every stage upstream of it: empty when all match `dvc.lock`.
+
+    Safe inside a running `dvc repro`: DVC releases its repository lock while a stage command runs.
+    """
+    from dvc.repo import Repo  # imported here: 1 s, only the register/doctor paths need it
+
+    with Repo(str(root)) as repo:
+        return repo.status(targets=[target], with_deps=True)

@@ -1,0 +1,96 @@
+"""The estimator: a featurizer fitted on the train split, a classifier, and the pipeline of both.
+
+The registered model is the whole scikit-learn pipeline, so anything that holds clean rows in the
+raw layout (batch scoring, `mlflow models serve`) scores them with no extra code.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from predictflow.params import FeaturizeParams, ModelParams
+from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+
+
+def build_featurizer(params: FeaturizeParams) -> ColumnTransformer:
+    """Impute + scale numbers, one-hot categories; unseen categories at scoring time become zeros."""
+    share = params.min_category_share
+    encoder = OneHotEncoder(
+        handle_unknown="infrequent_if_exist" if share > 0 else "ignore",
+        min_frequency=share if share > 0 else None,
+        sparse_output=False,
+    )
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    featurizer = ColumnTransformer(
+        [("num", numeric, list(NUMERIC_FEATURES)), ("cat", encoder, list(CATEGORICAL_FEATURES))],
+        remainder="drop",
+    )
+    return featurizer.set_output(transform="pandas")
+
+
+def build_classifier(params: ModelParams, seed: int) -> object:
+    """The classifier `model.type` names, with every hyperparameter from params.yaml."""
+    if params.type == "logistic_regression":
+        return LogisticRegression(C=params.C, max_iter=2000, random_state=seed)
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        learning_rate=params.learning_rate,
+        subsample=params.subsample,
+        colsample_bytree=params.colsample_bytree,
+        min_child_weight=params.min_child_weight,
+        reg_lambda=params.reg_lambda,
+        tree_method="hist",
+        eval_metric=["logloss", "auc"],
+        random_state=seed,
+    )
+
+
+def fit_classifier(
+    classifier: object,
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    x_test: pd.DataFrame,
+    y_test: pd.Series,
+) -> dict[str, list[float]]:
+    """Fit; return per-iteration curves as {"train/logloss": [...], "test/auc": [...], ...}.
+
+    The test split is only watched (no early stopping), so it stays a fair held-out set.
+    """
+    if isinstance(classifier, LogisticRegression):
+        classifier.fit(x_train, y_train)
+        return {}
+    classifier.fit(  # type: ignore[attr-defined]
+        x_train, y_train, eval_set=[(x_train, y_train), (x_test, y_test)], verbose=False
+    )
+    results = classifier.evals_result()  # type: ignore[attr-defined]
+    curves: dict[str, list[float]] = {}
+    for split, name in (("validation_0", "train"), ("validation_1", "test")):
+        for metric, values in results[split].items():
+            curves[f"{name}/{metric}"] = [float(v) for v in values]
+    return curves
+
+
+def assemble(featurizer: ColumnTransformer, classifier: object) -> Pipeline:
+    """The served model: fitted featurizer then fitted classifier."""
+    return Pipeline([("features", featurizer), ("classifier", classifier)])
+
+
+def feature_importance(model: Pipeline) -> pd.DataFrame:
+    """Importance per engineered feature: XGBoost gain share, or |coefficient| for a linear model."""
+    names = model.named_steps["features"].get_feature_names_out()
+    classifier = model.named_steps["classifier"]
+    if isinstance(classifier, LogisticRegression):
+        values = abs(classifier.coef_[0])
+    else:
+        values = classifier.feature_importances_
+    frame = pd.DataFrame({"feature": names, "importance": [float(v) for v in values]})
+    return frame.sort_values(["importance", "feature"], ascending=[False, True], ignore_index=True)

@@ -1,0 +1,250 @@
+"""The raw-data contract: the IBM Telco Customer Churn layout, and how a raw file becomes a typed frame.
+
+One place decides what a valid customer row is. `prepare` applies it strictly (training data must
+be clean); `predictflow predict` applies it leniently (unseen categories are scored and reported,
+`Churn` is optional). Every violation is a `DataContractError` whose message names the file, the
+column, the line and the offending value, so the command line can print it as one line.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+ID = "customerID"
+TARGET = "Churn"
+TARGET_VALUES = {"Yes": 1, "No": 0}
+
+YES_NO = ("Yes", "No")
+INTERNET_ADDON = ("Yes", "No", "No internet service")
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "gender": ("Female", "Male"),
+    "Partner": YES_NO,
+    "Dependents": YES_NO,
+    "PhoneService": YES_NO,
+    "MultipleLines": ("Yes", "No", "No phone service"),
+    "InternetService": ("DSL", "Fiber optic", "No"),
+    "OnlineSecurity": INTERNET_ADDON,
+    "OnlineBackup": INTERNET_ADDON,
+    "DeviceProtection": INTERNET_ADDON,
+    "TechSupport": INTERNET_ADDON,
+    "StreamingTV": INTERNET_ADDON,
+    "StreamingMovies": INTERNET_ADDON,
+    "Contract": ("Month-to-month", "One year", "Two year"),
+    "PaperlessBilling": YES_NO,
+    "PaymentMethod": (
+        "Electronic check",
+        "Mailed check",
+        "Bank transfer (automatic)",
+        "Credit card (automatic)",
+    ),
+}
+INTEGERS: dict[str, tuple[int, int | None]] = {"SeniorCitizen": (0, 1), "tenure": (0, None)}
+FLOATS = ("MonthlyCharges", "TotalCharges")
+
+RAW_COLUMNS: tuple[str, ...] = (
+    ID, "gender", "SeniorCitizen", "Partner", "Dependents", "tenure", "PhoneService",
+    "MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup", "DeviceProtection",
+    "TechSupport", "StreamingTV", "StreamingMovies", "Contract", "PaperlessBilling",
+    "PaymentMethod", "MonthlyCharges", "TotalCharges", TARGET,
+)  # fmt: skip
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(CATEGORIES)
+NUMERIC_FEATURES: tuple[str, ...] = (*INTEGERS, *FLOATS)
+FEATURES: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c not in (ID, TARGET))
+
+
+class DataContractError(ValueError):
+    """A raw file breaks the data contract; the message is one line meant for the user."""
+
+
+@dataclass
+class CleanReport:
+    """What cleaning did, so nothing happens silently (logged and written as metrics)."""
+
+    rows_read: int = 0
+    rows_dropped_total_charges: int = 0
+    total_charges_filled: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: CleanReport) -> None:
+        self.rows_read += other.rows_read
+        self.rows_dropped_total_charges += other.rows_dropped_total_charges
+        self.total_charges_filled += other.total_charges_filled
+        self.extra_columns = self.extra_columns or other.extra_columns
+        for column, count in other.unseen_categories.items():
+            self.unseen_categories[column] = self.unseen_categories.get(column, 0) + count
+
+
+def _line(index: int) -> int:
+    """File line of a data row: the header is line 1."""
+    return int(index) + 2
+
+
+def _fail(source: str, column: str, index: int | None, value: object, problem: str) -> None:
+    where = f", line {_line(index)}" if index is not None else ""
+    raise DataContractError(f"{source}: column '{column}'{where}: {problem} (got {value!r})")
+
+
+def read_raw(path: Path | str, chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """Read a raw CSV as strings (no type guessing), or an iterator of chunks if `chunksize`."""
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(65536)
+    except FileNotFoundError:
+        raise DataContractError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise DataContractError(f"{source}: is a directory, expected a CSV file") from None
+    if not head.strip():
+        raise DataContractError(f"{source}: file is empty, expected a CSV header and rows")
+    if b"\x00" in head:
+        raise DataContractError(f"{source}: binary data (NUL bytes), expected UTF-8 CSV text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a character cut at the 64 KiB boundary
+            raise DataContractError(
+                f"{source}: not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start})"
+            ) from None
+    header_line = head.splitlines()[0].decode("utf-8", errors="replace")
+    if "," not in header_line:
+        sniffed = next((d for d in ";\t|" if d in header_line), None)
+        hint = f"; it looks {sniffed!r}-delimited" if sniffed else ""
+        raise DataContractError(f"{source}: expected a comma-separated header{hint}")
+    try:
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            skipinitialspace=False,
+            chunksize=chunksize,
+        )
+    except UnicodeDecodeError as err:
+        raise DataContractError(f"{source}: not UTF-8 text ({err.reason})") from None
+    except (pd.errors.ParserError, csv.Error) as err:
+        raise DataContractError(f"{source}: not a well-formed CSV ({str(err).strip()})") from None
+
+
+def _check_columns(raw: pd.DataFrame, source: str, require_target: bool) -> list[str]:
+    required = [c for c in RAW_COLUMNS if require_target or c != TARGET]
+    present = [c.strip() for c in raw.columns]
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise DataContractError(f"{source}: missing required column(s): {', '.join(missing)}")
+    duplicated = sorted({c for c in present if present.count(c) > 1})
+    if duplicated:
+        raise DataContractError(f"{source}: duplicated column(s): {', '.join(duplicated)}")
+    return [c for c in present if c not in RAW_COLUMNS]
+
+
+def _to_number(values: pd.Series, source: str, column: str) -> pd.Series:
+    numbers = pd.to_numeric(values.where(values != ""), errors="coerce")
+    bad = numbers.isna() & (values != "")
+    if bad.any():
+        index = bad.idxmax()
+        _fail(source, column, index, values[index], "not a number")
+    return numbers
+
+
+def clean(
+    raw: pd.DataFrame,
+    source: str,
+    *,
+    strict_categories: bool = True,
+    require_target: bool = True,
+) -> tuple[pd.DataFrame, CleanReport]:
+    """Validate a raw string frame and return it typed, trimmed and in contract column order.
+
+    Strict mode (training) rejects unknown categories and requires `Churn`; lenient mode
+    (scoring) counts unseen categories in the report and keeps `Churn` only when present.
+    Blank `TotalCharges` at tenure 0 means nothing billed yet (filled with 0.0); blank at a
+    positive tenure is unrecoverable and the row is dropped and counted.
+    """
+    report = CleanReport(rows_read=len(raw))
+    raw = raw.rename(columns=lambda c: c.strip())
+    report.extra_columns = _check_columns(raw, source, require_target)
+    has_target = TARGET in raw.columns
+    columns = [c for c in RAW_COLUMNS if c != TARGET or has_target]
+    frame = raw[columns].apply(lambda s: s.str.strip())
+    if frame.empty and require_target:
+        raise DataContractError(f"{source}: no data rows after the header")
+
+    ids = frame[ID]
+    if (ids == "").any():
+        _fail(source, ID, (ids == "").idxmax(), "", "empty customer id")
+    if require_target:
+        duplicated = ids.duplicated()
+        if duplicated.any():
+            index = duplicated.idxmax()
+            _fail(source, ID, index, ids[index], "duplicated customer id")
+
+    typed: dict[str, pd.Series] = {ID: ids.astype(str)}
+    for column, allowed in CATEGORIES.items():
+        values = frame[column]
+        unknown = ~values.isin(allowed)
+        if unknown.any():
+            if strict_categories:
+                index = unknown.idxmax()
+                _fail(source, column, index, values[index], f"not one of {', '.join(allowed)}")
+            report.unseen_categories[column] = int(unknown.sum())
+        typed[column] = values.astype(str)
+    for column, (low, high) in INTEGERS.items():
+        numbers = _to_number(frame[column], source, column)
+        if numbers.isna().any():
+            _fail(source, column, numbers.isna().idxmax(), "", "missing value")
+        if (numbers != numbers.round()).any():
+            index = (numbers != numbers.round()).idxmax()
+            _fail(source, column, index, frame[column][index], "not a whole number")
+        out_of_range = (numbers < low) | ((numbers > high) if high is not None else False)
+        if out_of_range.any():
+            index = out_of_range.idxmax()
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            _fail(source, column, index, frame[column][index], f"must be {bound}")
+        typed[column] = numbers.astype("int64")
+    for column in FLOATS:
+        numbers = _to_number(frame[column], source, column).astype("float64")
+        negative = numbers < 0
+        if negative.any():
+            index = negative.idxmax()
+            _fail(source, column, index, frame[column][index], "must be >= 0")
+        typed[column] = numbers
+    if typed["MonthlyCharges"].isna().any():
+        _fail(source, "MonthlyCharges", typed["MonthlyCharges"].isna().idxmax(), "", "missing value")
+    if has_target:
+        target = frame[TARGET]
+        if not require_target and (target == "").all():
+            has_target = False
+        else:
+            unknown = ~target.isin(TARGET_VALUES)
+            if unknown.any():
+                index = unknown.idxmax()
+                _fail(source, TARGET, index, target[index], "must be Yes or No")
+            typed[TARGET] = target.map(TARGET_VALUES).astype("int64")
+
+    result = pd.DataFrame(typed)[[c for c in RAW_COLUMNS if c in typed]]
+    blank_total = result["TotalCharges"].isna()
+    fill = blank_total & (result["tenure"] == 0)
+    report.total_charges_filled = int(fill.sum())
+    result.loc[fill, "TotalCharges"] = 0.0
+    drop = blank_total & ~fill
+    report.rows_dropped_total_charges = int(drop.sum())
+    result = result[~drop]
+    if require_target:
+        if result.empty:
+            raise DataContractError(f"{source}: no usable rows left after cleaning")
+        classes = set(result[TARGET].unique())
+        if len(classes) < 2:
+            only = "Yes" if 1 in classes else "No"
+            raise DataContractError(
+                f"{source}: column '{TARGET}': only one class present (all {only!r}); "
+                "training needs both Yes and No"
+            )
+    return result, report

@@ -1,0 +1,35 @@
+"""What every stage entry point shares: logging set-up and turning user mistakes into one line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from predictflow.lineage import LineageError
+from predictflow.params import ParamsError
+from predictflow.schema import DataContractError
+
+
+class StageError(RuntimeError):
+    """A stage refuses to go on; the message says why and what to do."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DataContractError,
+    ParamsError,
+    LineageError,
+    StageError,
+)
+
+
+def run(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback."""
+    logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "dvc"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        main()
+    except USER_ERRORS as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,110 @@
+"""The one place that knows where runs go: tracking URI, experiment, lineage tag names.
+
+Default store: `sqlite:///<repo root>/mlflow_data/mlflow.db`, artifacts in `mlflow_data/artifacts`,
+unless `MLFLOW_TRACKING_URI` is set (a team server). The repo root comes from `DVC_ROOT` inside
+DVC's temp experiment workspaces, so queued runs land in the same store as `dvc repro` runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+EXPERIMENT = "churn-prediction"
+MODEL_NAME = "churn-predictor"
+STORE_DIR = "mlflow_data"
+
+
+@dataclass(frozen=True)
+class LineageTags:
+    """Tags on every train run and every registered version: which data, which code."""
+
+    git_commit: str
+    git_dirty: str  # "true" / "false": MLflow tags are strings
+    data_path: str
+    data_md5: str
+    model_md5: str
+    dvc_exp_name: str
+
+    def as_tags(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value != ""}
+
+
+REQUIRED_LINEAGE = ("git_commit", "git_dirty", "data_md5", "model_md5")
+
+
+def store_dir(root: Path) -> Path:
+    return root / STORE_DIR
+
+
+def default_uri(root: Path) -> str:
+    """The project's own SQLite store, by absolute path (valid from any working directory)."""
+    return f"sqlite:///{store_dir(root) / 'mlflow.db'}"
+
+
+def tracking_uri(root: Path) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else the project's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri(root)
+
+
+def uses_local_store(root: Path) -> bool:
+    # Compared by value: mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI itself.
+    return tracking_uri(root) == default_uri(root)
+
+
+@contextmanager
+def store_lock(root: Path, name: str = "store") -> Iterator[None]:
+    """Serialise a critical section across processes sharing the local store.
+
+    Two processes creating a fresh SQLite store at once crash on `table already exists`, and two
+    `register` calls for one model must not create two versions. A team server serialises by
+    itself, so the lock only guards the local store.
+    """
+    if not uses_local_store(root):
+        yield
+        return
+    store_dir(root).mkdir(parents=True, exist_ok=True)
+    with open(store_dir(root) / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def connect(root: Path) -> str:
+    """Point MLflow at the project's store, create it and the experiment once; return its id."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    with store_lock(root):
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            location = (store_dir(root) / "artifacts").as_uri() if uses_local_store(root) else None
+            experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def runs_with_model(experiment_id: str, model_md5: str) -> list[Run]:
+    """Finished train runs that logged a model with this md5, newest first."""
+    import mlflow
+
+    return mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.model_md5 = '{model_md5}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
