@@ -54,8 +54,10 @@ def main() -> None:
     if report.extra_columns:
         log.warning("ignoring extra column(s): %s", ", ".join(report.extra_columns))
     if report.rows_dropped_total_charges:
-        log.warning("dropped %d row(s) with blank TotalCharges at tenure > 0",
-                    report.rows_dropped_total_charges)
+        log.warning(
+            "dropped %d row(s) with blank TotalCharges at tenure > 0",
+            report.rows_dropped_total_charges,
+        )
     train, test = split(frame, params.prepare, params.base.seed)
     with atomic_path(args.train) as train_tmp, atomic_path(args.test) as test_tmp:
         train.to_parquet(train_tmp, index=False)

@@ -72,7 +72,7 @@ def parse_params(data: object, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(_floats_from_ints(data))
     except ValidationError as err:
-        first = err.errors()[0]
+        first = min(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # typo first
         value = first.get("input")
         message = first["msg"]
         if first["type"] == "missing":
@@ -111,6 +111,12 @@ def load_params(path: Path | str = "params.yaml") -> Params:
             data = yaml.safe_load(handle)
     except FileNotFoundError:
         raise ParamsError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{source}: is a directory, expected the params YAML file") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{source}: not UTF-8 text ({err.reason})") from None
+    except OSError as err:
+        raise ParamsError(f"{source}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

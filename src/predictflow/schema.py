@@ -1,4 +1,4 @@
-"""The raw-data contract: the IBM Telco Customer Churn layout, and how a raw file becomes a typed frame.
+"""The raw-data contract: the IBM Telco Customer Churn layout, and how a raw file becomes typed.
 
 One place decides what a valid customer row is. `prepare` applies it strictly (training data must
 be clean); `predictflow predict` applies it leniently (unseen categories are scored and reported,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "Credit card (automatic)",
     ),
 }
-INTEGERS: dict[str, tuple[int, int | None]] = {"SeniorCitizen": (0, 1), "tenure": (0, None)}
+# Bounds keep absurd values (1e30 would overflow int64) out; tenure is in months.
+INTEGERS: dict[str, tuple[int, int]] = {"SeniorCitizen": (0, 1), "tenure": (0, 1200)}
 FLOATS = ("MonthlyCharges", "TotalCharges")
 
 RAW_COLUMNS: tuple[str, ...] = (
@@ -91,7 +93,9 @@ def _fail(source: str, column: str, index: int | None, value: object, problem: s
     raise DataContractError(f"{source}: column '{column}'{where}: {problem} (got {value!r})")
 
 
-def read_raw(path: Path | str, chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+def read_raw(
+    path: Path | str, chunksize: int | None = None
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a raw CSV as strings (no type guessing), or an iterator of chunks if `chunksize`."""
     source = str(path)
     try:
@@ -117,20 +121,50 @@ def read_raw(path: Path | str, chunksize: int | None = None) -> pd.DataFrame | I
         sniffed = next((d for d in ";\t|" if d in header_line), None)
         hint = f"; it looks {sniffed!r}-delimited" if sniffed else ""
         raise DataContractError(f"{source}: expected a comma-separated header{hint}")
-    try:
-        return pd.read_csv(
+    header = [name.strip() for name in next(csv.reader([header_line]))]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # pandas would silently rename the second one to `name.1`
+        raise DataContractError(f"{source}: duplicated column(s): {', '.join(repeated)}")
+    with _as_contract_errors(source):
+        frames = pd.read_csv(
             path,
             dtype=str,
             keep_default_na=False,
             na_filter=False,
             encoding="utf-8",
-            skipinitialspace=False,
+            # kept so a row's index stays its file line - 2; dropped in `_drop_blank_rows`
+            skip_blank_lines=False,
             chunksize=chunksize,
         )
+        if chunksize is None:
+            return _drop_blank_rows(frames)
+    return _chunks(frames, source)
+
+
+@contextmanager
+def _as_contract_errors(source: str) -> Iterator[None]:
+    """Decoding and parsing failures are the file's fault: say so in one line."""
+    try:
+        yield
     except UnicodeDecodeError as err:
         raise DataContractError(f"{source}: not UTF-8 text ({err.reason})") from None
     except (pd.errors.ParserError, csv.Error) as err:
-        raise DataContractError(f"{source}: not a well-formed CSV ({str(err).strip()})") from None
+        message = " ".join(str(err).split())
+        raise DataContractError(f"{source}: not a well-formed CSV ({message})") from None
+
+
+def _chunks(reader: Iterator[pd.DataFrame], source: str) -> Iterator[pd.DataFrame]:
+    """Chunks are parsed lazily, so their errors surface during iteration: convert them there."""
+    with _as_contract_errors(source):
+        for chunk in reader:
+            yield _drop_blank_rows(chunk)
+
+
+def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop empty lines without renumbering, so error messages keep the true line numbers."""
+    if frame.empty:
+        return frame
+    return frame[(frame != "").any(axis=1)]
 
 
 def _check_columns(raw: pd.DataFrame, source: str, require_target: bool) -> list[str]:
@@ -147,7 +181,7 @@ def _check_columns(raw: pd.DataFrame, source: str, require_target: bool) -> list
 
 def _to_number(values: pd.Series, source: str, column: str) -> pd.Series:
     numbers = pd.to_numeric(values.where(values != ""), errors="coerce")
-    bad = numbers.isna() & (values != "")
+    bad = (numbers.isna() | (numbers.abs() == float("inf"))) & (values != "")
     if bad.any():
         index = bad.idxmax()
         _fail(source, column, index, values[index], "not a number")
@@ -203,11 +237,10 @@ def clean(
         if (numbers != numbers.round()).any():
             index = (numbers != numbers.round()).idxmax()
             _fail(source, column, index, frame[column][index], "not a whole number")
-        out_of_range = (numbers < low) | ((numbers > high) if high is not None else False)
+        out_of_range = (numbers < low) | (numbers > high)
         if out_of_range.any():
             index = out_of_range.idxmax()
-            bound = f"between {low} and {high}" if high is not None else f">= {low}"
-            _fail(source, column, index, frame[column][index], f"must be {bound}")
+            _fail(source, column, index, frame[column][index], f"must be between {low} and {high}")
         typed[column] = numbers.astype("int64")
     for column in FLOATS:
         numbers = _to_number(frame[column], source, column).astype("float64")
@@ -217,7 +250,9 @@ def clean(
             _fail(source, column, index, frame[column][index], "must be >= 0")
         typed[column] = numbers
     if typed["MonthlyCharges"].isna().any():
-        _fail(source, "MonthlyCharges", typed["MonthlyCharges"].isna().idxmax(), "", "missing value")
+        _fail(
+            source, "MonthlyCharges", typed["MonthlyCharges"].isna().idxmax(), "", "missing value"
+        )
     if has_target:
         target = frame[TARGET]
         if not require_target and (target == "").all():

@@ -1,0 +1,230 @@
+"""Stage `prepare`: the stratified, leak-free split, and the stage run as DVC runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+
+from predictflow import schema, synth
+from predictflow.params import PrepareParams
+from predictflow.stage import StageError
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "stages" / "prepare.py"
+
+RAW = Path("data/customers.csv")
+TRAIN = Path("data/prepared/train.parquet")
+TEST = Path("data/prepared/test.parquet")
+METRICS = Path("metrics/prepare.json")
+
+
+@pytest.fixture(scope="module")
+def prepare() -> ModuleType:
+    """stages/prepare.py as a module (stages/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("stage_prepare_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    path = tmp_path_factory.mktemp("raw") / "customers.csv"
+    synth.write_csv(path, rows=300, seed=1)
+    frame, _ = schema.clean(schema.read_raw(path), str(path))
+    return frame
+
+
+# --- split ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("test_size", [0.2, 0.25, 0.5], ids=["0.2", "0.25", "0.5"])
+def test_split_sizes_follow_test_size(
+    prepare: ModuleType, customers: pd.DataFrame, test_size: float
+) -> None:
+    train, test = prepare.split(customers, PrepareParams(test_size=test_size), seed=42)
+
+    assert len(test) == math.ceil(test_size * len(customers))
+    assert len(train) + len(test) == len(customers)
+    assert list(train.columns) == list(customers.columns)
+    assert train.index.equals(pd.RangeIndex(len(train)))
+    assert test.index.equals(pd.RangeIndex(len(test)))
+
+
+def test_split_is_stratified_on_churn(prepare: ModuleType, customers: pd.DataFrame) -> None:
+    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42)
+
+    churners = int(customers["Churn"].sum())
+    assert 0 < churners < len(customers)
+    for part in (train, test):
+        expected = churners * len(part) / len(customers)
+        assert abs(int(part["Churn"].sum()) - expected) <= 1
+
+
+def test_split_has_no_customer_in_both_parts(prepare: ModuleType, customers: pd.DataFrame) -> None:
+    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42)
+
+    assert set(train["customerID"]).isdisjoint(test["customerID"])
+    assert sorted([*train["customerID"], *test["customerID"]]) == sorted(customers["customerID"])
+    rebuilt = pd.concat([train, test]).sort_values("customerID").reset_index(drop=True)
+    original = customers.sort_values("customerID").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rebuilt, original)
+
+
+def test_split_is_deterministic_for_a_seed(prepare: ModuleType, customers: pd.DataFrame) -> None:
+    params = PrepareParams(test_size=0.2)
+
+    first = prepare.split(customers, params, seed=7)
+    again = prepare.split(customers.copy(), params, seed=7)
+    other = prepare.split(customers, params, seed=8)
+
+    for a, b in zip(first, again, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert set(first[1]["customerID"]) != set(other[1]["customerID"])
+
+
+def test_split_refuses_a_class_with_fewer_than_two_rows(
+    prepare: ModuleType, customers: pd.DataFrame
+) -> None:
+    one_churner = pd.concat(
+        [customers[customers["Churn"] == 0], customers[customers["Churn"] == 1].head(1)]
+    )
+
+    with pytest.raises(StageError) as info:
+        prepare.split(one_churner, PrepareParams(test_size=0.2), seed=42)
+
+    assert str(info.value) == "column 'Churn': each class needs at least 2 rows to split"
+
+
+# --- the stage end to end -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A working directory laid out like the repository: params.yaml, data/, metrics/."""
+    (tmp_path / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    for directory in (RAW.parent, TRAIN.parent, METRICS.parent):
+        (tmp_path / directory).mkdir(parents=True, exist_ok=True)
+    return tmp_path
+
+
+def _run(project: Path, raw: Path = RAW) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, str(SCRIPT), "--raw", str(raw), "--train", str(TRAIN),
+        "--test", str(TEST), "--metrics", str(METRICS), "--params", "params.yaml",
+    ]  # fmt: skip
+    return subprocess.run(
+        command, cwd=project, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _assert_no_outputs(project: Path) -> None:
+    """Neither output exists, nor any temp file a half-done write could leave."""
+    assert not (project / TRAIN).exists()
+    assert not (project / TEST).exists()
+    assert not (project / METRICS).exists()
+    assert sorted(p.name for p in (project / TRAIN.parent).iterdir()) == []
+    assert sorted(p.name for p in (project / METRICS.parent).iterdir()) == []
+
+
+def _assert_one_error_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"prepare: error: {expected}"]
+    assert result.stderr.endswith("\n")
+    assert result.stdout == ""
+
+
+def test_stage_writes_train_test_and_metrics(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+
+    result = _run(project)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    train = pd.read_parquet(project / TRAIN)
+    test = pd.read_parquet(project / TEST)
+    assert list(train.columns) == list(schema.RAW_COLUMNS)
+    assert list(test.columns) == list(schema.RAW_COLUMNS)
+    assert train["Churn"].dtype == "int64" and train["tenure"].dtype == "int64"
+    assert train["MonthlyCharges"].dtype == "float64"
+    assert set(train["customerID"]).isdisjoint(test["customerID"])
+    metrics = json.loads((project / METRICS).read_text(encoding="utf-8"))
+    assert metrics["rows_raw"] == 300
+    assert metrics["rows_dropped"] == 0
+    assert metrics["rows_train"] == len(train) == 240
+    assert metrics["rows_test"] == len(test) == 60
+    assert metrics["rows_train"] + metrics["rows_test"] + metrics["rows_dropped"] == 300
+    assert metrics["churn_rate_train"] == round(float(train["Churn"].mean()), 6)
+    assert metrics["churn_rate_test"] == round(float(test["Churn"].mean()), 6)
+    assert sorted(p.name for p in (project / TRAIN.parent).iterdir()) == [
+        "test.parquet",
+        "train.parquet",
+    ]
+    assert sorted(p.name for p in (project / METRICS.parent).iterdir()) == ["prepare.json"]
+
+
+def test_stage_counts_rows_dropped_for_blank_total_charges(project: Path) -> None:
+    rows = [list(row) for row in synth.iter_rows(300, 1)]
+    blanked = [i for i, row in enumerate(rows) if row[5] != "0"][:3]
+    for i in blanked:
+        rows[i][schema.RAW_COLUMNS.index("TotalCharges")] = " "
+    lines = [",".join(schema.RAW_COLUMNS), *(",".join(row) for row in rows)]
+    (project / RAW).write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+
+    result = _run(project)
+
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((project / METRICS).read_text(encoding="utf-8"))
+    assert metrics["rows_raw"] == 300
+    assert metrics["rows_dropped"] == 3
+    assert metrics["rows_train"] + metrics["rows_test"] == 297
+    assert "dropped 3 row(s) with blank TotalCharges at tenure > 0" in result.stderr
+
+
+def test_stage_rejects_a_bad_churn_value_with_one_line(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    lines = (project / RAW).read_text(encoding="utf-8").splitlines()
+    fields = lines[4].split(",")  # file line 5
+    assert fields[-1] in ("Yes", "No")
+    lines[4] = ",".join([*fields[:-1], "Maybe"])
+    (project / RAW).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    result = _run(project)
+
+    _assert_one_error_line(
+        result, f"{RAW}: column 'Churn', line 5: must be Yes or No (got 'Maybe')"
+    )
+    _assert_no_outputs(project)
+
+
+def test_stage_rejects_a_missing_raw_file_with_one_line(project: Path) -> None:
+    result = _run(project, raw=Path("data/nope.csv"))
+
+    _assert_one_error_line(result, "data/nope.csv: file not found")
+    _assert_no_outputs(project)
+
+
+def test_stage_rejects_bad_params_with_one_line(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    params = project / "params.yaml"
+    text = params.read_text(encoding="utf-8")
+    params.write_text(text.replace("max_depth: 4", "max_depth: 0"), encoding="utf-8")
+    assert params.read_text(encoding="utf-8") != text
+
+    result = _run(project)
+
+    _assert_one_error_line(
+        result, "params.yaml: model.max_depth: Input should be greater than or equal to 1 (got 0)"
+    )
+    assert "model.max_depth" in result.stderr
+    _assert_no_outputs(project)
