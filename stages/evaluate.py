@@ -16,12 +16,24 @@ import pandas as pd
 
 from predictflow import lineage, stage, tracking
 from predictflow.evaluation import classification_metrics, figures
-from predictflow.io import write_json
+from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
-from predictflow.schema import FEATURES, TARGET
+from predictflow.schema import FEATURES, ID, TARGET
 
 log = logging.getLogger(__name__)
+
+
+def predictions(test: pd.DataFrame, proba, threshold: float) -> pd.DataFrame:
+    """Per-customer scores of the held-out split (what `predictflow predict` must reproduce)."""
+    return pd.DataFrame(
+        {
+            ID: test[ID].to_numpy(),
+            TARGET: test[TARGET].to_numpy(),
+            "churn_probability": proba,
+            "churn_predicted": (proba >= threshold).astype("int64"),
+        }
+    )
 
 
 def write_plots(plots_dir: Path, y_true, proba, threshold: float, importance: pd.DataFrame) -> None:
@@ -32,19 +44,25 @@ def write_plots(plots_dir: Path, y_true, proba, threshold: float, importance: pd
         live.log_sklearn_plot("roc", y_true, proba, name="roc.json")
         live.log_sklearn_plot("precision_recall", y_true, proba, name="precision_recall.json")
         live.log_sklearn_plot(
-            "confusion_matrix", y_true, (proba >= threshold).astype(int), name="confusion_matrix.json"
+            "confusion_matrix",
+            y_true,
+            (proba >= threshold).astype(int),
+            name="confusion_matrix.json",
         )
     importance.to_csv(plots_dir / "importance.csv", index=False, float_format="%.6f")
 
 
-def log_to_run(root: Path, model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path):
+def log_to_run(model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path):
     """Attach metrics and figures to the train run of this model, if the store has it."""
     import mlflow
 
-    runs = tracking.runs_with_model(tracking.connect(root), model_md5)
+    runs = tracking.runs_with_model(tracking.connect(tracking.store_root()), model_md5)
     if not runs:
-        log.warning("no MLflow run logged model md5 %s; metrics stay in DVC only "
-                    "(`dvc repro -f train` logs a new run)", model_md5)
+        log.warning(
+            "no MLflow run logged model md5 %s; metrics stay in DVC only "
+            "(`dvc repro -f train` logs a new run)",
+            model_md5,
+        )
         return
     with mlflow.start_run(run_id=runs[0].info.run_id):
         mlflow.log_metrics(scores)
@@ -57,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
     parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
+    parser.add_argument("--predictions", type=Path, default=Path("data/predictions/test.parquet"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
     parser.add_argument("--plots-dir", type=Path, default=Path("metrics/eval_plots"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -67,17 +86,25 @@ def main() -> None:
         model = pickle.load(handle)
     test = pd.read_parquet(args.test)
     y_true = test[TARGET].to_numpy()
-    proba = model.predict_proba(test.loc[:, list(FEATURES)])[:, 1]
+    proba = model.predict_proba(test.loc[:, list(FEATURES)])[:, 1].astype("float64")
     threshold = params.evaluate.threshold
     scores = classification_metrics(y_true, proba, threshold)
     importance = feature_importance(model)
     write_plots(args.plots_dir, y_true, proba, threshold, importance)
+    with atomic_path(args.predictions) as predictions_tmp:
+        predictions(test, proba, threshold).to_parquet(predictions_tmp, index=False)
     write_json(args.metrics, scores)
-    log.info("roc_auc %.4f, accuracy %.4f on %d held-out rows",
-             scores["roc_auc"], scores["accuracy"], len(test))
+    log.info(
+        "roc_auc %.4f, accuracy %.4f on %d held-out rows",
+        scores["roc_auc"],
+        scores["accuracy"],
+        len(test),
+    )
     log_to_run(
-        lineage.project_root(), lineage.file_md5(args.model), scores,
-        figures(y_true, proba, threshold, importance), args.plots_dir,
+        lineage.file_md5(args.model),
+        scores,
+        figures(y_true, proba, threshold, importance),
+        args.plots_dir,
     )
 
 

@@ -68,41 +68,53 @@ def main() -> None:
     import mlflow
 
     params = load_params(args.params)
-    root = lineage.project_root()
-    model_md5 = check_lock(root, args.model)
+    workspace, store = lineage.workspace_root(), tracking.store_root()
+    model_md5 = check_lock(workspace, args.model)
     roc_auc = float(json.loads(args.metrics.read_text(encoding="utf-8"))["roc_auc"])
 
-    runs = tracking.runs_with_model(tracking.connect(root), model_md5)
+    runs = tracking.runs_with_model(tracking.connect(store), model_md5)
     if not runs:
         raise stage.StageError(
-            f"no finished MLflow run in {tracking.tracking_uri(root)} logged model md5 "
+            f"no finished MLflow run in {tracking.tracking_uri(store)} logged model md5 "
             f"{model_md5}; run `dvc repro -f train` to log it again"
         )
     run = runs[0]
     tags = {k: v for k, v in run.data.tags.items() if k in tracking.LineageTags.__annotations__}
     client = mlflow.MlflowClient()
     with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_artifact(str(root / lineage.LOCK_FILE), "lineage")
-    version, created = registry.register(client, root, run.info.run_id, model_md5, tags)
+        mlflow.log_artifact(str(workspace / lineage.LOCK_FILE), "lineage")
+    version, created = registry.register(client, store, run, model_md5, tags)
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:
         registry.set_alias(client, "staging", version.version)
     log.info(
         "%s version %s of %s (run %s); quality gate roc_auc %.4f >= %.4f: %s; %s",
-        "registered" if created else "already registered as", version.version,
-        tracking.MODEL_NAME, run.info.run_id, roc_auc, params.registry.min_roc_auc,
+        "registered" if created else "already registered as",
+        version.version,
+        tracking.MODEL_NAME,
+        run.info.run_id,
+        roc_auc,
+        params.registry.min_roc_auc,
         "passed" if gate else "failed",
-        f"experiment {experiment}: aliases unchanged" if experiment
+        f"experiment {experiment}: aliases unchanged"
+        if experiment
         else ("alias staging -> this version" if gate else "alias staging unchanged"),
     )
-    write_json(args.receipt, {
-        "model_name": tracking.MODEL_NAME,
-        "model_md5": model_md5,
-        "data_md5": tags.get("data_md5"),
-        "quality_gate": {"metric": "roc_auc", "value": roc_auc,
-                         "min": params.registry.min_roc_auc, "passed": gate},
-    })
+    write_json(
+        args.receipt,
+        {
+            "model_name": tracking.MODEL_NAME,
+            "model_md5": model_md5,
+            "data_md5": tags.get("data_md5"),
+            "quality_gate": {
+                "metric": "roc_auc",
+                "value": roc_auc,
+                "min": params.registry.min_roc_auc,
+                "passed": gate,
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -63,11 +63,10 @@ def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
         for step in range(steps):
             for name, values in curves.items():
                 live.log_metric(name, values[step])
-            if step < steps - 1:
-                live.next_step()
+            live.next_step()
 
 
-def train(args: argparse.Namespace, params: Params, root: Path) -> None:
+def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -79,7 +78,7 @@ def train(args: argparse.Namespace, params: Params, root: Path) -> None:
     x_train, y_train = train_set.drop(columns=[TARGET]), train_set[TARGET]
     x_test, y_test = test_set.drop(columns=[TARGET]), test_set[TARGET]
 
-    experiment_id = tracking.connect(root)
+    experiment_id = tracking.connect(tracking.store_root())
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
     exp_name = lineage.dvc_exp_name()
@@ -87,6 +86,9 @@ def train(args: argparse.Namespace, params: Params, root: Path) -> None:
         mlflow.log_params(flat_params(params))
         classifier = build_classifier(params.model, params.base.seed)
         curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
+        # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
+        # dvc.lock) differ on every rerun of identical inputs.
+        vars(classifier).pop("_mlflow_run_id", None)
         model = assemble(featurizer, classifier)
         if not curves:  # no boosting rounds: one point, so the plot is never empty
             from sklearn.metrics import log_loss
@@ -113,8 +115,8 @@ def train(args: argparse.Namespace, params: Params, root: Path) -> None:
                 shutil.copyfile(local / "model.pkl", model_tmp)
         model_md5 = lineage.file_md5(args.model)
         tags = tracking.LineageTags(
-            git_commit=lineage.git_commit(root) or "",
-            git_dirty=str(lineage.git_dirty(root)).lower(),
+            git_commit=lineage.git_commit(workspace) or "",
+            git_dirty=str(lineage.git_dirty(workspace)).lower(),
             data_path=str(args.data_dvc.with_suffix("")),
             data_md5=lineage.pinned_md5(args.data_dvc),
             model_md5=model_md5,
@@ -130,14 +132,18 @@ def main() -> None:
     parser.add_argument("--features-train", type=Path, default=Path("data/features/train.parquet"))
     parser.add_argument("--features-test", type=Path, default=Path("data/features/test.parquet"))
     parser.add_argument("--featurizer", type=Path, default=Path("models/featurizer.pkl"))
-    parser.add_argument("--example", type=Path, default=Path("data/prepared/train.parquet"),
-                        help="clean rows whose head becomes the model's input example")
+    parser.add_argument(
+        "--example",
+        type=Path,
+        default=Path("data/prepared/train.parquet"),
+        help="clean rows whose head becomes the model's input example",
+    )
     parser.add_argument("--data-dvc", type=Path, default=Path("data/customers.csv.dvc"))
     parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
     parser.add_argument("--live-dir", type=Path, default=Path("metrics/train"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
-    train(args, load_params(args.params), lineage.project_root())
+    train(args, load_params(args.params), lineage.workspace_root())
 
 
 if __name__ == "__main__":

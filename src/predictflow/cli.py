@@ -30,8 +30,12 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
         synth.write_csv(args.out, rows=args.rows, seed=args.seed)
     except ValueError as err:
         raise StageError(str(err)) from None
-    facts = {"path": str(args.out), "rows": args.rows, "seed": args.seed,
-             "md5": lineage.file_md5(args.out)}
+    facts = {
+        "path": str(args.out),
+        "rows": args.rows,
+        "seed": args.seed,
+        "md5": lineage.file_md5(args.out),
+    }
     _print(facts, args.json, f"wrote {args.rows} rows to {args.out} (md5 {facts['md5']})")
 
 
@@ -44,7 +48,10 @@ def ensure_raw_data(root: Path, data: Path) -> str:
         return "present"
     pull = subprocess.run(
         [sys.executable, "-m", "dvc", "pull", "-q", str(dvc_file)],
-        cwd=root, capture_output=True, text=True, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if pull.returncode == 0 and path.exists() and lineage.file_md5(path) == pinned:
         return "pulled"
@@ -60,7 +67,7 @@ def ensure_raw_data(root: Path, data: Path) -> str:
 
 
 def cmd_data_ensure(args: argparse.Namespace) -> None:
-    how = ensure_raw_data(lineage.project_root(), args.path)
+    how = ensure_raw_data(lineage.workspace_root(), args.path)
     _print({"path": str(args.path), "source": how}, args.json, f"{args.path}: {how}")
 
 
@@ -77,20 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     synth_cmd = data_commands.add_parser(
         "synth", help="write a synthetic data set in the raw layout (byte-identical per arguments)"
     )
-    synth_cmd.add_argument("--rows", type=int, default=synth.DEFAULT_ROWS,
-                           help=f"number of customers (default {synth.DEFAULT_ROWS})")
-    synth_cmd.add_argument("--seed", type=int, default=synth.DEFAULT_SEED,
-                           help=f"random seed (default {synth.DEFAULT_SEED})")
-    synth_cmd.add_argument("--out", type=Path, default=RAW_DATA,
-                           help=f"output CSV (default {RAW_DATA})")
+    synth_cmd.add_argument(
+        "--rows",
+        type=int,
+        default=synth.DEFAULT_ROWS,
+        help=f"number of customers (default {synth.DEFAULT_ROWS})",
+    )
+    synth_cmd.add_argument(
+        "--seed",
+        type=int,
+        default=synth.DEFAULT_SEED,
+        help=f"random seed (default {synth.DEFAULT_SEED})",
+    )
+    synth_cmd.add_argument(
+        "--out", type=Path, default=RAW_DATA, help=f"output CSV (default {RAW_DATA})"
+    )
     synth_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
     synth_cmd.set_defaults(func=cmd_data_synth)
 
     ensure = data_commands.add_parser(
         "ensure", help="make the raw data match its .dvc pin: dvc pull, else regenerate it"
     )
-    ensure.add_argument("--path", type=Path, default=RAW_DATA,
-                        help=f"DVC-tracked raw file (default {RAW_DATA})")
+    ensure.add_argument(
+        "--path", type=Path, default=RAW_DATA, help=f"DVC-tracked raw file (default {RAW_DATA})"
+    )
     ensure.add_argument("--json", action="store_true", help="print facts as JSON")
     ensure.set_defaults(func=cmd_data_ensure)
     return parser

@@ -22,15 +22,12 @@ class LineageError(RuntimeError):
     """The repository is not in a state the requested lineage fact can be read from."""
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The repository a process works for.
+def workspace_root(start: Path | None = None) -> Path:
+    """The DVC workspace the process runs in: its `dvc.lock`, data and git state.
 
-    `dvc exp run --temp/--queue` runs stages in a throw-away copy under `.dvc/tmp/exps/`; DVC
-    sets `DVC_ROOT` to the real repository there, and anything shared (the MLflow store) must
-    resolve against it or it is deleted with the copy.
+    Inside `dvc exp run --temp/--queue` this is the throw-away copy under `.dvc/tmp/exps/`;
+    the shared MLflow store is elsewhere (`tracking.store_root`).
     """
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / PIPELINE_FILE).exists() or (candidate / ".dvc").is_dir():
@@ -126,6 +123,7 @@ def read_lock(text: str) -> dict[str, StageHashes]:
     lock = yaml.safe_load(text) or {}
     stages: dict[str, StageHashes] = {}
     for name, stage in (lock.get("stages") or {}).items():
+
         def hashes(entries: list[dict[str, object]] | None) -> dict[str, str]:
             return {str(e["path"]): str(e.get("md5", "")) for e in entries or []}
 

@@ -17,9 +17,8 @@ from predictflow.params import FeaturizeParams, ModelParams
 from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 
-
 def build_featurizer(params: FeaturizeParams) -> ColumnTransformer:
-    """Impute + scale numbers, one-hot categories; unseen categories at scoring time become zeros."""
+    """Impute + scale numbers, one-hot categories; unseen categories at scoring become zeros."""
     share = params.min_category_share
     encoder = OneHotEncoder(
         handle_unknown="infrequent_if_exist" if share > 0 else "ignore",
@@ -85,7 +84,7 @@ def assemble(featurizer: ColumnTransformer, classifier: object) -> Pipeline:
 
 
 def feature_importance(model: Pipeline) -> pd.DataFrame:
-    """Importance per engineered feature: XGBoost gain share, or |coefficient| for a linear model."""
+    """Importance per engineered feature: XGBoost gain share, or |coefficient| (linear model)."""
     names = model.named_steps["features"].get_feature_names_out()
     classifier = model.named_steps["classifier"]
     if isinstance(classifier, LogisticRegression):

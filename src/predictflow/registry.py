@@ -15,6 +15,7 @@ from predictflow.tracking import MODEL_NAME, store_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def version_with_md5(client: MlflowClient, model_md5: str) -> ModelVersion | Non
 
 
 def register(
-    client: MlflowClient, root: Path, run_id: str, model_md5: str, tags: dict[str, str]
+    client: MlflowClient, root: Path, run: Run, model_md5: str, tags: dict[str, str]
 ) -> tuple[ModelVersion, bool]:
     """Register the run's model unless this md5 already has a version; return (version, created).
 
@@ -44,11 +45,12 @@ def register(
         existing = version_with_md5(client, model_md5)
         if existing is not None:
             return existing, False
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            created = mlflow.register_model(
-                f"runs:/{run_id}/model", MODEL_NAME, tags={**tags, "run_id": run_id}
-            )
+        outputs = run.outputs.model_outputs if run.outputs else []
+        if not outputs:
+            raise RuntimeError(f"run {run.info.run_id} logged no model")
+        created = mlflow.register_model(
+            f"models:/{outputs[-1].model_id}", MODEL_NAME, tags={**tags, "run_id": run.info.run_id}
+        )
         return created, True
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from predictflow.lineage import workspace_root
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
@@ -39,6 +41,18 @@ class LineageTags:
 
 
 REQUIRED_LINEAGE = ("git_commit", "git_dirty", "data_md5", "model_md5")
+
+
+def store_root() -> Path:
+    """The repository whose `mlflow_data/` holds the store.
+
+    `dvc exp run --temp/--queue` runs stages in a throw-away copy under `.dvc/tmp/exps/`; DVC
+    sets `DVC_ROOT` to the real repository there, and the store must resolve against it or its
+    runs are deleted with the copy.
+    """
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    return workspace_root()
 
 
 def store_dir(root: Path) -> Path:

@@ -1,0 +1,118 @@
+"""Shared fixtures: a real copy of this repository in a temp git repo, run with real DVC/MLflow.
+
+The expensive part (a cold `dvc repro` of the whole pipeline) runs once per session; tests that
+change the repository work on their own `git clone` of it or restore what they touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# Variables that would point a child at another store or make it think it runs inside DVC.
+LEAKY_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "DVC_ROOT",
+    "DVC_EXP_NAME",
+    "DVC_STAGE",
+    "VIRTUAL_ENV",
+)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for real `dvc`/`git` children: the venv first on PATH, a git identity."""
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        GIT_AUTHOR_NAME="PredictFlow Tests",
+        GIT_AUTHOR_EMAIL="tests@predictflow.invalid",
+        GIT_COMMITTER_NAME="PredictFlow Tests",
+        GIT_COMMITTER_EMAIL="tests@predictflow.invalid",
+        DVC_NO_ANALYTICS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> Result:
+    """Run a command; on an unexpected failure show its output in the assertion."""
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return result
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> Result:
+    return run([sys.executable, "-m", "dvc", *args], repo, check=check)
+
+
+def git(repo: Path, *args: str, check: bool = True) -> Result:
+    return run(["git", *args], repo, check=check)
+
+
+def predictflow(repo: Path, *args: str, check: bool = True) -> Result:
+    return run([BIN / "predictflow", *args], repo, check=check)
+
+
+def copy_project(dest: Path) -> Path:
+    """This working tree's project files (what git tracks or would track), as a new git repo."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "copy of the project under test")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project after `predictflow data ensure` + a cold `dvc repro`."""
+    repo = copy_project(tmp_path_factory.mktemp("first") / "repo")
+    predictflow(repo, "data", "ensure")
+    dvc(repo, "repro")
+    return repo
