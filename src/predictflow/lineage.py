@@ -158,3 +158,14 @@ def stale_stages(root: Path, target: str) -> dict[str, list[object]]:
 
     with Repo(str(root)) as repo:
         return repo.status(targets=[target], with_deps=True)
+
+
+def sealed_commit(root: Path, model_path: str, model_md5: str) -> str | None:
+    """The first commit whose `dvc.lock` pins this model md5: the version is then reproducible
+    from git alone. None while the model only exists in an uncommitted lock."""
+    out = _git(root, "log", "--reverse", "--format=%H", f"-S{model_md5}", "--", LOCK_FILE)
+    for commit in (out or "").split():
+        text = _git(root, "show", f"{commit}:{LOCK_FILE}")
+        if text and locked_out_md5(read_lock(text), model_path) == model_md5:
+            return commit
+    return None

@@ -49,6 +49,10 @@ class RegisterParams(_Section):
     min_roc_auc: float = Field(ge=0.0, le=1.0)
 
 
+class PromoteParams(_Section):
+    max_roc_auc_drop: float = Field(ge=0.0, le=1.0)
+
+
 class Params(_Section):
     base: BaseParams
     prepare: PrepareParams
@@ -57,6 +61,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     # `register` would shadow ABCMeta.register on the model class; the YAML key stays `register`.
     registry: RegisterParams = Field(alias="register")
+    promote: PromoteParams
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,129 @@
+"""One view answering both questions about a registered version: which run, which data.
+
+`facts()` gathers everything from the registry, the run and the `dvc.lock` the run recorded at
+registration; `render()` prints it as one screen. The JSON form (`predictflow lineage --json`)
+is the stable interface documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from predictflow import lineage, registry
+from predictflow.evaluation import METRIC_KEYS
+from predictflow.tracking import MODEL_NAME
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+MODEL_PATH = "models/model.pkl"
+RECORDED_LOCK = "lineage/dvc.lock"
+
+
+def ui_base() -> str:
+    """Where runs are linked: the tracking server itself, else `make ui`'s address."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get("PREDICTFLOW_UI_URL", "http://127.0.0.1:5000")
+
+
+def recorded_stages(client: MlflowClient, run_id: str) -> dict[str, dict[str, Any]]:
+    """Each stage's dep/out md5s and params from the `dvc.lock` logged when it was registered."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, RECORDED_LOCK, tmp)
+        except (MlflowException, OSError):
+            return {}
+        stages = lineage.read_lock(Path(path).read_text(encoding="utf-8"))
+    return {
+        name: {"deps": stage.deps, "outs": stage.outs, "params": stage.params}
+        for name, stage in stages.items()
+    }
+
+
+def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[str, Any]:
+    """Everything known about one version, as plain JSON-able data."""
+    version = client.get_model_version(MODEL_NAME, str(version.version))  # with aliases
+    tags = version.tags
+    run = client.get_run(version.run_id)
+    model_md5 = tags.get("model_md5")
+    sealed = tags.get("sealed_commit") or (
+        lineage.sealed_commit(workspace, MODEL_PATH, model_md5) if model_md5 else None
+    )
+    experiment_id = run.info.experiment_id
+    missing = [k for k in ("git_commit", "git_dirty", "data_md5", "model_md5") if not tags.get(k)]
+    return {
+        "model": MODEL_NAME,
+        "version": int(version.version),
+        "uri": f"models:/{MODEL_NAME}/{version.version}",
+        "aliases": sorted(version.aliases),
+        "stage": version.current_stage,
+        "run": {
+            "id": run.info.run_id,
+            "name": run.info.run_name,
+            "experiment_id": experiment_id,
+            "status": run.info.status,
+            "link": f"{ui_base()}/#/experiments/{experiment_id}/runs/{run.info.run_id}",
+        },
+        "params": {k: v for k, v in sorted(run.data.params.items()) if "." in k},
+        "metrics": dict(sorted(run.data.metrics.items())),
+        "code": {
+            "git_commit": tags.get("git_commit"),
+            "git_dirty": tags.get("git_dirty") == "true" if "git_dirty" in tags else None,
+            "sealed_commit": sealed,
+        },
+        "data": {"path": tags.get("data_path"), "md5": tags.get("data_md5")},
+        "model_md5": model_md5,
+        "dvc_exp_name": tags.get("dvc_exp_name"),
+        "stages": recorded_stages(client, run.info.run_id),
+        "promotions": registry.promotion_history(version),
+        "missing_lineage": missing,
+    }
+
+
+def render(view: dict[str, Any]) -> str:
+    """The one-screen text form."""
+    code, data, run = view["code"], view["data"], view["run"]
+    aliases = ", ".join(view["aliases"]) or "none"
+    dirty = {True: "dirty", False: "clean", None: "unknown"}[code["git_dirty"]]
+    lines = [
+        f"{view['model']} version {view['version']}  aliases: {aliases}  stage: {view['stage']}",
+        "",
+        "Which experiment produced it",
+        f"  run         {run['id']} ({run['name']}, {run['status']})",
+        f"  link        {run['link']}",
+    ]
+    if view["dvc_exp_name"]:
+        lines.append(f"  experiment  {view['dvc_exp_name']} (dvc exp)")
+    held_out = [(k, view["metrics"][k]) for k in METRIC_KEYS if k in view["metrics"]]
+    lines.append("  held-out    " + (", ".join(f"{k} {v:.4f}" for k, v in held_out) or "none"))
+    model_params = {k: v for k, v in view["params"].items() if k.startswith("model.")}
+    lines.append("  params      " + ", ".join(f"{k}={v}" for k, v in model_params.items()))
+    lines += [
+        "",
+        "Which data and code",
+        f"  data        {data['path']} md5 {data['md5']}",
+        f"  code        git {code['git_commit']} ({dirty})",
+        f"  sealed      {code['sealed_commit'] or 'not yet: no committed dvc.lock pins it'}",
+        f"  model md5   {view['model_md5']}",
+    ]
+    if view["missing_lineage"]:
+        lines.append(f"  WARNING     lineage tags missing: {', '.join(view['missing_lineage'])}")
+    if view["stages"]:
+        lines += ["", "DVC stages at registration (outs)"]
+        for name, stage in view["stages"].items():
+            outs = ", ".join(f"{path} {md5[:8]}" for path, md5 in stage["outs"].items())
+            lines.append(f"  {name:<22}{outs}")
+    lines += ["", "Promotions"]
+    lines += [
+        f"  {e['when']}  {e['from']} -> {e['to']}  by {e['who']}: {e['reason']}"
+        for e in view["promotions"]
+    ] or ["  none"]
+    return "\n".join(lines)
