@@ -84,6 +84,7 @@ def main() -> None:
     with mlflow.start_run(run_id=run.info.run_id):
         mlflow.log_artifact(str(workspace / lineage.LOCK_FILE), "lineage")
     version, created = registry.register(client, store, run, model_md5, tags)
+    stage.checkpoint("register:created")
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:

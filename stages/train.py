@@ -11,6 +11,7 @@ import logging
 import pickle
 import shutil
 import tempfile
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -81,10 +82,23 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     experiment_id = tracking.connect(tracking.store_root())
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
+    tracking.reap_dead_runs(experiment_id)
     exp_name = lineage.dvc_exp_name()
+    data_lineage = tracking.LineageTags(
+        git_commit=lineage.git_commit(workspace) or "",
+        git_dirty=str(lineage.git_dirty(workspace)).lower(),
+        data_path=str(args.data_dvc.with_suffix("")),
+        data_md5=lineage.pinned_md5(args.data_dvc),
+        model_md5="",  # known once the model is logged
+        dvc_exp_name=exp_name or "",
+    )
     with mlflow.start_run(experiment_id=experiment_id, run_name=exp_name) as run:
+        mlflow.set_tags(
+            {**data_lineage.as_tags(), **tracking.process_tags(), **tracking.sweep_tags()}
+        )
         mlflow.log_params(flat_params(params))
         classifier = build_classifier(params.model, params.base.seed)
+        stage.checkpoint("train:fit")
         curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
@@ -109,19 +123,13 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
             pip_requirements=pinned_requirements(),
             pyfunc_predict_fn="predict_proba",
         )
+        stage.checkpoint("train:logged")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
             with atomic_path(args.model) as model_tmp:
                 shutil.copyfile(local / "model.pkl", model_tmp)
         model_md5 = lineage.file_md5(args.model)
-        tags = tracking.LineageTags(
-            git_commit=lineage.git_commit(workspace) or "",
-            git_dirty=str(lineage.git_dirty(workspace)).lower(),
-            data_path=str(args.data_dvc.with_suffix("")),
-            data_md5=lineage.pinned_md5(args.data_dvc),
-            model_md5=model_md5,
-            dvc_exp_name=exp_name or "",
-        ).as_tags()
+        tags = replace(data_lineage, model_md5=model_md5).as_tags()
         mlflow.set_tags(tags)
         mlflow.set_logged_model_tags(info.model_id, tags)
         log.info("run %s logged model md5 %s", run.info.run_id, model_md5)

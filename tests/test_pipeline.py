@@ -200,7 +200,7 @@ def test_register_is_idempotent_by_model_md5(pipeline_repo: Path) -> None:
 def restore(pipeline_repo: Path):
     """Put the shared repo back to its committed state after a test that changes it."""
     yield pipeline_repo
-    git(pipeline_repo, "checkout", "-q", "--", ".")
+    git(pipeline_repo, "reset", "-q", "--hard")
     dvc(pipeline_repo, "checkout", "-f", "-q")
     assert "up to date" in dvc(pipeline_repo, "status").stdout
 

@@ -209,7 +209,7 @@ def experiment_version(repo: Path) -> int:
         "tiny",
     )
     version = lineage_json(repo)["version"]
-    git(repo, "checkout", "-q", "--", ".")
+    git(repo, "reset", "-q", "--hard")
     dvc(repo, "checkout", "-f", "-q")
     return version
 

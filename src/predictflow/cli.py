@@ -238,6 +238,106 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from predictflow import report
+
+    view = report.collect(_registry_client(), lineage.workspace_root(), args.version)
+    size = report.write(view, args.output)
+    facts = {"output": str(args.output), "bytes": size, **view.facts()}
+    for warning in facts["warnings"]:
+        log.warning(warning)
+    versions = ", ".join(map(str, facts["versions"]))
+    _print(
+        facts,
+        args.json,
+        f"wrote {args.output} ({size // 1024} KiB): {facts['model']} versions {versions}, "
+        f"details for version {facts['selected']}",
+    )
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from predictflow import doctor
+
+    findings = doctor.run_checks(
+        lineage.workspace_root(), tracking.store_root(), fix=args.fix, remote=args.remote
+    )
+    _print({"findings": [f.as_dict() for f in findings]}, args.json, doctor.render(findings))
+    if any(f.status == "problem" and not f.fixed for f in findings):
+        sys.exit(1)
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    import mlflow
+    import yaml
+
+    from predictflow import tune
+
+    workspace = lineage.workspace_root()
+    spec_path = args.spec or workspace / "params.yaml"
+    spec = tune.load_spec(spec_path)
+    params_data = yaml.safe_load((workspace / "params.yaml").read_text(encoding="utf-8"))
+    points = tune.grid_points(spec.grid)
+    tune.check_points(params_data, points, str(spec_path))
+    sweep = tune.valid_sweep(args.name or tune.sweep_name())
+    jobs = args.jobs or spec.jobs
+    # The store exists before the workers start: two processes creating it at once crash.
+    experiment_id = tracking.connect(tracking.store_root())
+    client = mlflow.MlflowClient()
+    parent = client.create_run(
+        experiment_id,
+        run_name=sweep,
+        tags={"predictflow.sweep": sweep, "predictflow.grid": json.dumps(spec.grid)},
+    )
+    parent_id = parent.info.run_id
+    status = "FAILED"
+    try:
+        log.info("tune: queueing %d experiments (%s-01 ...)", len(points), sweep)
+        names = tune.queue_points(workspace, sweep, points)
+        tune.run_dvc(
+            ["queue", "start", "-j", str(jobs)], workspace, env=tune.worker_env(parent_id, sweep)
+        )
+        states = tune.wait(workspace, names, args.timeout)
+        rows = tune.results(workspace, names, list(spec.grid), spec.metric)
+        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+        failed = sorted(n for n, s in states.items() if s != "Success")
+        if rows and rows[0].get(spec.metric) is not None:
+            client.log_metric(parent_id, f"best_{spec.metric}", float(rows[0][spec.metric]))
+            client.set_tag(parent_id, "predictflow.best_experiment", rows[0]["experiment"])
+        status = "FINISHED" if not failed else "FAILED"
+    finally:
+        client.set_terminated(parent_id, status=status)
+    facts = {
+        "sweep": sweep,
+        "parent_run": parent_id,
+        "jobs": jobs,
+        "metric": spec.metric,
+        "experiments": len(names),
+        "failed": failed,
+        "mlflow_runs": len(children),
+        "ranking": rows,
+        "apply": f"dvc exp apply {rows[0]['experiment']}" if rows else None,
+    }
+    text = tune.render(rows, list(spec.grid), spec.metric) + (
+        f"\nMLflow: {len(children)} run(s) under parent run {parent_id} ({sweep})"
+    )
+    _print(facts, args.json, text)
+    if failed:
+        raise StageError(
+            f"{len(failed)} experiment(s) failed: {', '.join(failed)}; see `dvc queue logs NAME`"
+        )
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> None:
+    from predictflow import migrate
+
+    source = args.source or tracking.default_uri(tracking.store_root())
+    try:
+        summary = migrate.migrate(source, args.to)
+    except migrate.MigrationError as err:
+        raise StageError(str(err)) from None
+    _print(summary.as_dict(), args.json, summary.render())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="predictflow",
@@ -354,6 +454,103 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--keep", action="store_true", help="keep the temporary clone")
     reproduce.add_argument("--json", action="store_true", help="print facts as JSON")
     reproduce.set_defaults(func=cmd_reproduce)
+
+    report_cmd = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page: versions, lineage, stage graph, plots",
+        description="Every registered version side by side (aliases, promotions, params, "
+        "held-out metrics, data md5, git commit), the DVC stage graph with the out hashes and "
+        "the evaluation plots of one version. Views offline: no scripts, fonts or images by URL.",
+    )
+    report_cmd.add_argument(
+        "--output",
+        type=Path,
+        default=Path("reports/lineage.html"),
+        help="HTML file to write (default reports/lineage.html)",
+    )
+    report_cmd.add_argument(
+        "--version",
+        default=None,
+        help="version number or models:/ URI to detail (default: the production version, "
+        "else staging, else the newest)",
+    )
+    report_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
+    report_cmd.set_defaults(func=cmd_report)
+
+    tune_cmd = commands.add_parser(
+        "tune",
+        help="run a hyperparameter grid on DVC's queue and rank the results",
+        description="Queues one `dvc exp run --queue` per grid point of the `tune:` spec "
+        "(params.yaml, or --spec FILE), starts DVC's workers, waits, then prints the ranking "
+        "(params + held-out metrics, as `dvc exp show` has them) and the `dvc exp apply` "
+        "command for the best. The runs are grouped under one parent run in MLflow.",
+    )
+    tune_cmd.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="YAML file with a `tune:` section (default: params.yaml)",
+    )
+    tune_cmd.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel DVC queue workers (default: tune.jobs)",
+    )
+    tune_cmd.add_argument(
+        "--name",
+        default=None,
+        help="sweep name, prefix of the experiment names (default: tune-<time>)",
+    )
+    tune_cmd.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for the sweep (default 3600)"
+    )
+    tune_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
+    tune_cmd.set_defaults(func=cmd_tune)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check store, runs, versions, lock, remote and secrets; say how to fix",
+        description="Checks: tracking store reachable and intact (SQLite integrity, schema), runs "
+        "left RUNNING by dead processes, registered versions with missing lineage tags or "
+        "artifacts, dvc.lock state, DVC remote access (403 / missing bucket), credentials in "
+        "git. Exit 1 when a problem remains.",
+    )
+    doctor.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the safe repairs (mark dead runs KILLED; back up, then "
+        "upgrade an outdated schema or move a corrupt store aside)",
+    )
+    doctor.add_argument(
+        "--remote", default=None, help="DVC remote to probe (default: the default remote)"
+    )
+    doctor.add_argument("--json", action="store_true", help="print findings as JSON")
+    doctor.set_defaults(func=cmd_doctor)
+
+    store = commands.add_parser("store", help="the MLflow store: move it to a team server")
+    store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    migrate_cmd = store_commands.add_parser(
+        "migrate",
+        help="copy runs, logged models and registered versions to another store (idempotent)",
+        description="Copies experiments (by name), runs (params, full metric history, tags, "
+        "artifacts, status, times), their logged models and every registered version (tags, "
+        "aliases, legacy stage) from the project's SQLite store to a tracking server. Copied "
+        "runs carry the tag predictflow.migrated_from: running it again copies only what is new.",
+    )
+    migrate_cmd.add_argument(
+        "--to", required=True, metavar="URI", help="target tracking URI, e.g. http://127.0.0.1:5001"
+    )
+    migrate_cmd.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="URI",
+        help="source tracking URI (default: the project's sqlite:///.../mlflow_data/mlflow.db)",
+    )
+    migrate_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
+    migrate_cmd.set_defaults(func=cmd_store_migrate)
     return parser
 
 

@@ -53,6 +53,14 @@ class PromoteParams(_Section):
     max_roc_auc_drop: float = Field(ge=0.0, le=1.0)
 
 
+class TuneParams(_Section):
+    """`predictflow tune`'s grid: params.yaml keys (`model.max_depth`) to lists of values."""
+
+    jobs: int = Field(ge=1, le=64)
+    metric: str
+    grid: dict[str, list[int | float | str]] = Field(min_length=1)
+
+
 class Params(_Section):
     base: BaseParams
     prepare: PrepareParams
@@ -62,6 +70,7 @@ class Params(_Section):
     # `register` would shadow ABCMeta.register on the model class; the YAML key stays `register`.
     registry: RegisterParams = Field(alias="register")
     promote: PromoteParams
+    tune: TuneParams
 
 
 class ParamsError(ValueError):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from predictflow import lineage, registry
 from predictflow.evaluation import METRIC_KEYS
-from predictflow.tracking import MODEL_NAME
+from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,19 +52,32 @@ def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[
     """Everything known about one version, as plain JSON-able data."""
     version = client.get_model_version(MODEL_NAME, str(version.version))  # with aliases
     tags = version.tags
-    run = client.get_run(version.run_id)
+    from mlflow.exceptions import MlflowException
+
     model_md5 = tags.get("model_md5")
     sealed = tags.get("sealed_commit") or (
         lineage.sealed_commit(workspace, MODEL_PATH, model_md5) if model_md5 else None
     )
+    missing = [k for k in REQUIRED_LINEAGE if not tags.get(k)]
+    try:
+        run = client.get_run(version.run_id)
+    except MlflowException:  # the run was deleted (e.g. `mlflow gc`): say so, keep the rest
+        return {
+            **_version_facts(version, sealed, [*missing, "run"]),
+            "run": {
+                "id": version.run_id,
+                "name": None,
+                "experiment_id": None,
+                "status": "MISSING",
+                "link": None,
+            },
+            "params": {},
+            "metrics": {},
+            "stages": {},
+        }
     experiment_id = run.info.experiment_id
-    missing = [k for k in ("git_commit", "git_dirty", "data_md5", "model_md5") if not tags.get(k)]
     return {
-        "model": MODEL_NAME,
-        "version": int(version.version),
-        "uri": f"models:/{MODEL_NAME}/{version.version}",
-        "aliases": sorted(version.aliases),
-        "stage": version.current_stage,
+        **_version_facts(version, sealed, missing),
         "run": {
             "id": run.info.run_id,
             "name": run.info.run_name,
@@ -74,15 +87,27 @@ def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[
         },
         "params": {k: v for k, v in sorted(run.data.params.items()) if "." in k},
         "metrics": dict(sorted(run.data.metrics.items())),
+        "stages": recorded_stages(client, run.info.run_id),
+    }
+
+
+def _version_facts(version: ModelVersion, sealed: str | None, missing: list[str]) -> dict:
+    """What the registry itself records for a version (tags, aliases, audit trail)."""
+    tags = version.tags
+    return {
+        "model": MODEL_NAME,
+        "version": int(version.version),
+        "uri": f"models:/{MODEL_NAME}/{version.version}",
+        "aliases": sorted(version.aliases),
+        "stage": version.current_stage,
         "code": {
             "git_commit": tags.get("git_commit"),
             "git_dirty": tags.get("git_dirty") == "true" if "git_dirty" in tags else None,
             "sealed_commit": sealed,
         },
         "data": {"path": tags.get("data_path"), "md5": tags.get("data_md5")},
-        "model_md5": model_md5,
+        "model_md5": tags.get("model_md5"),
         "dvc_exp_name": tags.get("dvc_exp_name"),
-        "stages": recorded_stages(client, run.info.run_id),
         "promotions": registry.promotion_history(version),
         "missing_lineage": missing,
     }

@@ -79,13 +79,15 @@ def score_csv(
     report = ScoreReport()
     with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         bar = tqdm(unit=" rows", desc="scoring", disable=None if progress is None else not progress)
-        for index, chunk in enumerate(read_raw(source, chunksize=chunk_rows)):
+        for chunk in read_raw(source, chunksize=chunk_rows):
             rows, chunk_report = clean(
                 chunk, str(source), strict_categories=False, require_target=False
             )
             report.clean.add(chunk_report)
-            score_frame(model, rows, threshold).to_csv(out, header=index == 0, index=False)
-            report.rows_scored += len(rows)
+            if len(rows):
+                scores = score_frame(model, rows, threshold)
+                scores.to_csv(out, header=report.rows_scored == 0, index=False)
+                report.rows_scored += len(rows)
             bar.update(len(chunk))
         bar.close()
         if report.clean.rows_read == 0:

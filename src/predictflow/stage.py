@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -21,6 +23,19 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LineageError,
     StageError,
 )
+
+
+FAULT_ENV = "PREDICTFLOW_FAULT"
+
+
+def checkpoint(name: str) -> None:
+    """Crash-test seam: SIGKILL this process here when `PREDICTFLOW_FAULT` names this point.
+
+    Lets tests kill a stage at an exact step (during fit, after logging the model, after
+    registering) and check that nothing is left half-done. Does nothing otherwise.
+    """
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run(name: str, main: Callable[[], None]) -> None:

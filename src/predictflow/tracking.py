@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -110,6 +111,53 @@ def connect(root: Path) -> str:
             experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+SWEEP_RUN_ENV = "PREDICTFLOW_SWEEP_RUN"
+SWEEP_NAME_ENV = "PREDICTFLOW_SWEEP"
+
+
+def sweep_tags() -> dict[str, str]:
+    """Nest a run under its sweep's parent run (set by `predictflow tune` for DVC's workers)."""
+    parent = os.environ.get(SWEEP_RUN_ENV)
+    if not parent:
+        return {}
+    return {"mlflow.parentRunId": parent, "predictflow.sweep": os.environ.get(SWEEP_NAME_ENV, "")}
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run, so a run left RUNNING by a killed process can be told apart."""
+    return {"predictflow.host": socket.gethostname(), "predictflow.pid": str(os.getpid())}
+
+
+def run_is_orphaned(run: Run) -> bool:
+    """A RUNNING run whose owning process on this host is gone (killed, crashed)."""
+    import psutil
+
+    tags = run.data.tags
+    if run.info.status != "RUNNING" or tags.get("predictflow.host") != socket.gethostname():
+        return False
+    pid = int(tags.get("predictflow.pid", "0"))
+    try:
+        started = psutil.Process(pid).create_time() * 1000
+    except (psutil.NoSuchProcess, ValueError):
+        return True
+    return started > run.info.start_time + 1000  # the pid was reused by a later process
+
+
+def reap_dead_runs(experiment_id: str) -> list[str]:
+    """Mark runs of dead processes KILLED, so nothing stays RUNNING forever after a crash."""
+    import mlflow
+
+    running = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string="attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    reaped = [run.info.run_id for run in running if run_is_orphaned(run)]
+    for run_id in reaped:
+        mlflow.MlflowClient().set_terminated(run_id, status="KILLED")
+    return reaped
 
 
 def runs_with_model(experiment_id: str, model_md5: str) -> list[Run]:

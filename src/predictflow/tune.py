@@ -1,0 +1,169 @@
+"""`predictflow tune`: a hyperparameter grid run on DVC's own experiment queue, then ranked.
+
+A thin front, not a second orchestrator: it queues one `dvc exp run --queue -S ...` per grid
+point, starts DVC's workers, waits, and reads the results back with `dvc.api.exp_show`. Each
+sweep gets a parent run in MLflow; the workers' train runs are its children (tag
+`mlflow.parentRunId`), so the sweep can be compared in the UI.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from predictflow.params import ParamsError, TuneParams, parse_params
+from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
+
+log = logging.getLogger(__name__)
+
+
+class TuneError(ValueError):
+    """The sweep spec is invalid or the queue failed; one line for the user."""
+
+
+def load_spec(path: Path) -> TuneParams:
+    """The `tune:` section of a YAML file (params.yaml, or a spec file of the same shape)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise TuneError(f"{path}: cannot read a tune spec ({type(err).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tune"), dict):
+        raise TuneError(f"{path}: expected a `tune:` section (jobs, metric, grid)")
+    try:
+        return TuneParams.model_validate(data["tune"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TuneError(f"{path}: tune.{where}: {first['msg']}") from None
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination, in a stable order (the first key varies slowest)."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def check_points(params: dict[str, Any], points: list[dict[str, Any]], source: str) -> None:
+    """Each point must make a valid params.yaml: catch `model.max_depth: 0` before queueing."""
+    for point in points:
+        candidate = copy.deepcopy(params)
+        for key, value in point.items():
+            section, _, name = key.partition(".")
+            if section not in candidate or not name:
+                raise TuneError(f"{source}: tune.grid.{key}: not a params.yaml key")
+            candidate[section][name] = value
+        try:
+            parse_params(candidate, source=f"{source} (tune point {point})")
+        except ParamsError as err:
+            raise TuneError(str(err)) from None
+
+
+def run_dvc(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise TuneError(f"`dvc {' '.join(args[:3])} ...` failed: {last[0]}")
+    return done.stdout
+
+
+def queue_points(workspace: Path, sweep: str, points: list[dict[str, Any]]) -> list[str]:
+    names = []
+    for index, point in enumerate(points, start=1):
+        name = f"{sweep}-{index:02d}"
+        sets = [arg for key, value in point.items() for arg in ("-S", f"{key}={value}")]
+        run_dvc(["exp", "run", "--queue", "--name", name, *sets], workspace)
+        names.append(name)
+    return names
+
+
+def queue_states(workspace: Path, names: list[str]) -> dict[str, str]:
+    """Status per queued name (Queued, Running, Success, Failed) from `dvc queue status`."""
+    text = run_dvc(["queue", "status"], workspace)
+    states = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] in names:
+            states[parts[1]] = parts[-1]
+    return states
+
+
+def wait(workspace: Path, names: list[str], timeout: float, poll: float = 2.0) -> dict[str, str]:
+    deadline, last = time.monotonic() + timeout, ""
+    while True:
+        states = queue_states(workspace, names)
+        done = [n for n in names if states.get(n) in ("Success", "Failed")]
+        summary = f"{len(done)}/{len(names)} done"
+        if summary != last:
+            log.info("tune: %s", summary)
+            last = summary
+        if len(done) == len(names):
+            return states
+        if time.monotonic() > deadline:
+            raise TuneError(
+                f"sweep not finished after {timeout:.0f} s ({summary}); "
+                "see `dvc queue status` and `dvc queue logs NAME`"
+            )
+        time.sleep(poll)
+
+
+def results(workspace: Path, names: list[str], keys: list[str], metric: str) -> list[dict]:
+    """Grid params and held-out metrics of the sweep's experiments, best first."""
+    import dvc.api
+
+    rows = [r for r in dvc.api.exp_show(repo=str(workspace)) if r.get("Experiment") in names]
+    ranked = sorted(rows, key=lambda r: -float(r.get(metric) or float("-inf")))
+    shown = [*keys, "roc_auc", "pr_auc", "accuracy", "f1", "log_loss"]
+    return [{"experiment": r["Experiment"], **{k: r.get(k) for k in shown}} for r in ranked]
+
+
+def render(rows: list[dict], keys: list[str], metric: str) -> str:
+    columns = ["experiment", *keys, "roc_auc", "pr_auc", "accuracy", "f1", "log_loss"]
+    cells = [[_cell(row.get(c), c in keys) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    if rows:
+        lines += [
+            "",
+            f"best by {metric}: {rows[0]['experiment']}",
+            f"apply it: dvc exp apply {rows[0]['experiment']}",
+        ]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, is_param: bool) -> str:
+    if isinstance(value, float):
+        return f"{value:g}" if is_param else f"{value:.4f}"
+    return str(value)
+
+
+def sweep_name() -> str:
+    return "tune-" + time.strftime("%Y%m%d-%H%M%S")
+
+
+def worker_env(parent_run: str, sweep: str) -> dict[str, str]:
+    return {**os.environ, SWEEP_RUN_ENV: parent_run, SWEEP_NAME_ENV: sweep}
+
+
+def valid_sweep(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise TuneError(f"sweep name {name!r}: use letters, digits, '-' and '_'")
+    return name
