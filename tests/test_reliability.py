@@ -348,6 +348,8 @@ def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -
     result = predictflow(repo, "tune", "--spec", spec, "--name", "grid", "--json")
     facts = json.loads(result.stdout)
     assert facts["experiments"] == 4 and facts["failed"] == [] and facts["mlflow_runs"] == 4
+    assert sorted(facts["runs"]) == sorted(r["experiment"] for r in facts["ranking"])
+    assert all(facts["runs"].values())  # every point maps to the MLflow run of its model
     ranking = facts["ranking"]
     assert [r["roc_auc"] for r in ranking] == sorted((r["roc_auc"] for r in ranking), reverse=True)
     assert facts["apply"] == f"dvc exp apply {ranking[0]['experiment']}"

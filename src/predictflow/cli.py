@@ -300,6 +300,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
         rows = tune.results(workspace, names, list(spec.grid), spec.metric)
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
         failed = sorted(n for n, s in states.items() if s != "Success")
+        runs = tune.runs_of(rows, children, experiment_id)
         if rows and rows[0].get(spec.metric) is not None:
             client.log_metric(parent_id, f"best_{spec.metric}", float(rows[0][spec.metric]))
             client.set_tag(parent_id, "predictflow.best_experiment", rows[0]["experiment"])
@@ -314,12 +315,19 @@ def cmd_tune(args: argparse.Namespace) -> None:
         "experiments": len(names),
         "failed": failed,
         "mlflow_runs": len(children),
+        "runs": runs,
         "ranking": rows,
         "apply": f"dvc exp apply {rows[0]['experiment']}" if rows else None,
     }
+    own = {child.info.run_id for child in children}
+    reused = {name: run for name, run in runs.items() if run not in own}
     text = tune.render(rows, list(spec.grid), spec.metric) + (
         f"\nMLflow: {len(children)} run(s) under parent run {parent_id} ({sweep})"
     )
+    if reused:  # DVC trained nothing for a point equal to the committed baseline
+        text += "; unchanged points reuse an earlier run: " + ", ".join(
+            f"{name} -> {run or 'none found'}" for name, run in sorted(reused.items())
+        )
     _print(facts, args.json, text)
     if failed:
         raise StageError(

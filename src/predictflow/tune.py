@@ -27,6 +27,8 @@ from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
 
 log = logging.getLogger(__name__)
 
+MODEL_OUT = "models/model.pkl"
+
 
 class TuneError(ValueError):
     """The sweep spec is invalid or the queue failed; one line for the user."""
@@ -131,7 +133,32 @@ def results(workspace: Path, names: list[str], keys: list[str], metric: str) -> 
     rows = [r for r in dvc.api.exp_show(repo=str(workspace)) if r.get("Experiment") in names]
     ranked = sorted(rows, key=lambda r: -float(r.get(metric) or float("-inf")))
     shown = [*keys, "roc_auc", "pr_auc", "accuracy", "f1", "log_loss"]
-    return [{"experiment": r["Experiment"], **{k: r.get(k) for k in shown}} for r in ranked]
+    return [
+        {
+            "experiment": r["Experiment"],
+            "model_md5": r.get(MODEL_OUT),
+            **{k: r.get(k) for k in shown},
+        }
+        for r in ranked
+    ]
+
+
+def runs_of(rows: list[dict], children: list, experiment_id: str) -> dict[str, str | None]:
+    """The MLflow run holding each experiment's model: its own child run of the sweep, or, when
+    DVC found the stages unchanged and trained nothing (a point equal to the baseline), the
+    earlier run that logged the same model md5."""
+    from predictflow.tracking import runs_with_model
+
+    own = {run.data.tags.get("dvc_exp_name"): run.info.run_id for run in children}
+    found: dict[str, str | None] = {}
+    for row in rows:
+        name = row["experiment"]
+        if name in own:
+            found[name] = own[name]
+        else:
+            earlier = runs_with_model(experiment_id, row["model_md5"]) if row["model_md5"] else []
+            found[name] = earlier[0].info.run_id if earlier else None
+    return found
 
 
 def render(rows: list[dict], keys: list[str], metric: str) -> str:
