@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast ui lint format lock clean
+.PHONY: help install repro test test-fast bench ui server lint format lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,10 +31,18 @@ test: $(INSTALLED) ## run the whole test suite (slow end-to-end tests included)
 test-fast: $(INSTALLED) ## unit and contract tests only
 	$(BIN)/pytest -m "not slow"
 
+bench: $(INSTALLED) ## pipeline vs bare baselines at 7k/100k/1M rows -> docs/benchmarks.md (~15 min)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 over the project's store
-	@mkdir -p mlflow_data
+	@case "$${MLFLOW_TRACKING_URI:-}" in http*) \
+		echo "MLFLOW_TRACKING_URI is a server: its UI is $$MLFLOW_TRACKING_URI"; exit 0;; esac; \
+	mkdir -p mlflow_data; \
 	$(BIN)/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} \
 		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow_data/mlflow.db}
+
+server: $(INSTALLED) ## team MLflow server on 127.0.0.1:$PORT (5001), PostgreSQL store (see README)
+	$(BIN)/python scripts/mlflow_server.py
 
 lint: $(INSTALLED) ## ruff: lint and format check
 	$(BIN)/ruff check .

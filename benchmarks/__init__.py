@@ -1,0 +1,1 @@
+"""`make bench`: pipeline costs against bare baselines (see docs/benchmarks.md)."""
