@@ -95,22 +95,40 @@ def _line(n: int, column: str, value: str):
 BAD_DATA = [
     pytest.param(b"", f"{RAW}: file is empty", id="empty-file"),
     pytest.param(lambda t: t.splitlines()[0].encode() + b"\n", "no data rows", id="header-only"),
-    pytest.param(lambda t: t.replace(",tenure,", ",months,", 1).encode(),
-                 "missing required column(s): tenure", id="missing-column"),
-    pytest.param(_line(5, "Churn", "Maybe"), "column 'Churn', line 5: must be Yes or No "
-                 "(got 'Maybe')", id="churn-value"),
-    pytest.param(_line(7, "MonthlyCharges", "abc"), "column 'MonthlyCharges', line 7: not a "
-                 "number (got 'abc')", id="non-numeric"),
+    pytest.param(
+        lambda t: t.replace(",tenure,", ",months,", 1).encode(),
+        "missing required column(s): tenure",
+        id="missing-column",
+    ),
+    pytest.param(
+        _line(5, "Churn", "Maybe"),
+        "column 'Churn', line 5: must be Yes or No (got 'Maybe')",
+        id="churn-value",
+    ),
+    pytest.param(
+        _line(7, "MonthlyCharges", "abc"),
+        "column 'MonthlyCharges', line 7: not a number (got 'abc')",
+        id="non-numeric",
+    ),
     pytest.param(_line(4, "tenure", "-3"), "column 'tenure', line 4", id="negative-tenure"),
-    pytest.param(_line(6, "Contract", "Three year"), "column 'Contract', line 6: not one of",
-                 id="unseen-category"),
-    pytest.param(lambda t: (t.splitlines()[0] + "\n" + t.splitlines()[1] + "\n"
-                            + t.splitlines()[1] + "\n").encode(),
-                 "duplicated customer id", id="duplicated-id"),
-    pytest.param(lambda t: t.replace(",Yes\n", ",No\n").encode(), "only one class present",
-                 id="single-class"),
-    pytest.param(lambda t: t.replace(",", ";").encode(), "it looks ';'-delimited",
-                 id="wrong-delimiter"),
+    pytest.param(
+        _line(6, "Contract", "Three year"),
+        "column 'Contract', line 6: not one of",
+        id="unseen-category",
+    ),
+    pytest.param(
+        lambda t: (
+            t.splitlines()[0] + "\n" + t.splitlines()[1] + "\n" + t.splitlines()[1] + "\n"
+        ).encode(),
+        "duplicated customer id",
+        id="duplicated-id",
+    ),
+    pytest.param(
+        lambda t: t.replace(",Yes\n", ",No\n").encode(), "only one class present", id="single-class"
+    ),
+    pytest.param(
+        lambda t: t.replace(",", ";").encode(), "it looks ';'-delimited", id="wrong-delimiter"
+    ),
     pytest.param(lambda t: t.encode("utf-16"), "binary data", id="wrong-encoding"),
     pytest.param(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, "binary data", id="garbage"),
 ]
@@ -133,13 +151,24 @@ def test_bad_raw_data_stops_the_pipeline_with_one_line(clean, edit, message) -> 
 
 
 BAD_PARAMS = [
-    pytest.param("model:\n", "model:\n  maxdepth: 3\n",
-                 "params.yaml: model.maxdepth: unknown key", id="unknown-key"),
-    pytest.param("max_depth: 4", "max_depth: four",
-                 "params.yaml: model.max_depth: Input should be a valid integer", id="wrong-type"),
-    pytest.param("max_depth: 4", "max_depth: 0",
-                 "params.yaml: model.max_depth: Input should be greater than or equal to 1",
-                 id="max-depth-0"),
+    pytest.param(
+        "model:\n",
+        "model:\n  maxdepth: 3\n",
+        "params.yaml: model.maxdepth: unknown key",
+        id="unknown-key",
+    ),
+    pytest.param(
+        "max_depth: 4",
+        "max_depth: four",
+        "params.yaml: model.max_depth: Input should be a valid integer",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "max_depth: 4",
+        "max_depth: 0",
+        "params.yaml: model.max_depth: Input should be greater than or equal to 1",
+        id="max-depth-0",
+    ),
 ]
 
 
@@ -159,12 +188,17 @@ def test_bad_params_stop_before_any_run_starts(clean, old, new, message) -> None
 BAD_SCORING = [
     pytest.param(b"", "file is empty", id="empty"),
     pytest.param(lambda t: t.splitlines()[0].encode() + b"\n", "no data rows", id="header-only"),
-    pytest.param(lambda t: t.replace(",MonthlyCharges,", ",Monthly,", 1).encode(),
-                 "missing required column(s): MonthlyCharges", id="missing-column"),
-    pytest.param(_line(3, "MonthlyCharges", "abc"), "line 3: not a number (got 'abc')",
-                 id="non-numeric"),
-    pytest.param(lambda t: t.replace(",", "\t").encode(), "it looks '\\t'-delimited",
-                 id="wrong-delimiter"),
+    pytest.param(
+        lambda t: t.replace(",MonthlyCharges,", ",Monthly,", 1).encode(),
+        "missing required column(s): MonthlyCharges",
+        id="missing-column",
+    ),
+    pytest.param(
+        _line(3, "MonthlyCharges", "abc"), "line 3: not a number (got 'abc')", id="non-numeric"
+    ),
+    pytest.param(
+        lambda t: t.replace(",", "\t").encode(), "it looks '\\t'-delimited", id="wrong-delimiter"
+    ),
     pytest.param(b"\x00\x01\x02garbage" * 100, "binary data", id="garbage"),
 ]
 
@@ -175,8 +209,17 @@ def test_bad_scoring_input_is_one_line_and_writes_nothing(repo, tmp_path, edit, 
     text = (repo / RAW).read_text()
     head = "\n".join(text.splitlines()[:30]) + "\n"
     source.write_bytes(edit(head) if callable(edit) else edit)
-    result = predictflow(repo, "predict", "--model", "models:/churn-predictor/1",
-                         "--input", source, "--output", out, check=False)
+    result = predictflow(
+        repo,
+        "predict",
+        "--model",
+        "models:/churn-predictor/1",
+        "--input",
+        source,
+        "--output",
+        out,
+        check=False,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("predictflow: error: ")
@@ -200,8 +243,7 @@ def test_sigkill_in_train_leaves_nothing_half_done(clean, point) -> None:
     repo = clean
     _force_train(repo)
     registry_before = registry_state(repo)
-    killed = run([sys.executable, "-m", "dvc", "repro"], repo, check=False,
-                 PREDICTFLOW_FAULT=point)
+    killed = run([sys.executable, "-m", "dvc", "repro"], repo, check=False, PREDICTFLOW_FAULT=point)
     assert killed.returncode != 0
     assert _integrity(repo) == "ok"
     stuck = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
@@ -228,8 +270,12 @@ def test_sigkill_after_registration_is_completed_by_the_next_repro(clean) -> Non
     repo = clean
     _force_train(repo, rounds=40)  # a model no earlier test registered
     before = versions(repo)
-    killed = run([sys.executable, "-m", "dvc", "repro"], repo, check=False,
-                 PREDICTFLOW_FAULT="register:created")
+    killed = run(
+        [sys.executable, "-m", "dvc", "repro"],
+        repo,
+        check=False,
+        PREDICTFLOW_FAULT="register:created",
+    )
     assert killed.returncode != 0
     created = versions(repo)
     assert len(created) == len(before) + 1  # the version exists; its artifact is complete
@@ -304,8 +350,14 @@ def test_concurrent_registers_of_one_model_make_one_version(clean) -> None:
     for version in versions(repo):
         c.delete_model_version("churn-predictor", version)
     procs = [
-        subprocess.Popen([sys.executable, "stages/register.py"], cwd=repo, env=child_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "stages/register.py"],
+            cwd=repo,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -323,9 +375,23 @@ def test_racing_promotions_one_wins_and_the_trail_stays_consistent(clean) -> Non
     (staging,) = [v for v, aliases in registry_state(repo) if "staging" in aliases]
     git(repo, "commit", "-q", "--allow-empty", "-m", "seal")
     procs = [
-        subprocess.Popen([BIN / "predictflow", "promote", staging, "--to", "production",
-                          "--reason", f"racer {i}", "--allow-dirty"], cwd=repo, env=child_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                BIN / "predictflow",
+                "promote",
+                staging,
+                "--to",
+                "production",
+                "--reason",
+                f"racer {i}",
+                "--allow-dirty",
+            ],
+            cwd=repo,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -343,8 +409,10 @@ def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -
     """Four experiments on DVC's queue at once, all logging to the same SQLite store."""
     repo = clean
     spec = tmp_path / "spec.yaml"
-    spec.write_text("tune:\n  jobs: 4\n  metric: roc_auc\n  grid:\n"
-                    "    model.max_depth: [2, 3]\n    model.n_estimators: [20, 30]\n")
+    spec.write_text(
+        "tune:\n  jobs: 4\n  metric: roc_auc\n  grid:\n"
+        "    model.max_depth: [2, 3]\n    model.n_estimators: [20, 30]\n"
+    )
     result = predictflow(repo, "tune", "--spec", spec, "--name", "grid", "--json")
     facts = json.loads(result.stdout)
     assert facts["experiments"] == 4 and facts["failed"] == [] and facts["mlflow_runs"] == 4
