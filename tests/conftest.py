@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +86,27 @@ def git(repo: Path, *args: str, check: bool = True) -> Result:
 
 def predictflow(repo: Path, *args: str, check: bool = True) -> Result:
     return run([BIN / "predictflow", *args], repo, check=check)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback address (servers under test bind 127.0.0.1 only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """End a server started with start_new_session=True and every process it started:
+    SIGTERM the group, then SIGKILL whatever outlived it (workers, a hung leader)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
 
 
 def copy_project(dest: Path) -> Path:

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from .conftest import BIN
+from .conftest import BIN, free_port, stop_process_group
 
 REQUIRE = "PREDICTFLOW_REQUIRE_SERVICES"
 KEY, SECRET, REGION = "testing", "testing", "us-east-1"
@@ -33,26 +32,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get(REQUIRE) == "1":
         pytest.fail(f"{reason} ({REQUIRE}=1: this service is required)", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """End a server started with start_new_session=True, and every process it started."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -146,4 +125,4 @@ def moto_server(workdir: Path) -> Iterator[S3Server]:
                 time.sleep(0.1)
         yield S3Server(f"http://127.0.0.1:{port}", process, log)
     finally:
-        stop(process)
+        stop_process_group(process)

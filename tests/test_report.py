@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -31,7 +29,7 @@ from mlflow import MlflowClient
 
 from predictflow import lineage, report
 
-from .conftest import BIN, REPO, child_env, git, predictflow, run
+from .conftest import BIN, REPO, child_env, free_port, git, predictflow, run, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -334,7 +332,7 @@ def chromium(browser: str, profile: Path, *args: str) -> tuple[int, str, str]:
     try:
         stdout, stderr = proc.communicate(timeout=BROWSER_TIMEOUT)
     except subprocess.TimeoutExpired:
-        stop(proc)
+        stop_process_group(proc)
         pytest.fail(f"chromium did not finish within {BROWSER_TIMEOUT:.0f} s: {args[-1]}")
     return proc.returncode, stdout, stderr
 
@@ -397,25 +395,6 @@ def test_report_renders_in_headless_chromium(browser: str, rendered, tmp_path: P
 # --- the MLflow UI over the same store, and the report against it as a server ------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL whatever of it is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
 @contextmanager
 def mlflow_ui(repo: Path, log: Path) -> Iterator[str]:
     """`make ui`'s command on a free loopback port; yields its address once it answers."""
@@ -455,7 +434,7 @@ def mlflow_ui(repo: Path, log: Path) -> Iterator[str]:
                 time.sleep(0.25)
             yield base
         finally:
-            stop(proc)
+            stop_process_group(proc)
 
 
 def test_mlflow_ui_lists_the_model_and_the_report_works_against_it(

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import pytest
 
 from predictflow.schema import FEATURES
 
-from .conftest import BIN, child_env
+from .conftest import BIN, child_env, free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +34,6 @@ MODEL = "churn-predictor"
 ALIAS = "production"
 HOST = "127.0.0.1"
 START_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def request(url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, str]:
@@ -118,20 +109,7 @@ def served(repo: Path, uri: str, log: Path) -> Iterator[str]:
                 time.sleep(0.25)
             yield base
         finally:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever of it is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    with suppress(ProcessLookupError):  # workers that outlived the leader, or a hung leader
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+            stop_process_group(proc)
 
 
 def plain(frame: pd.DataFrame) -> list[dict[str, Any]]:

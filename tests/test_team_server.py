@@ -28,8 +28,17 @@ import pytest
 
 from predictflow import lineage
 
-from .conftest import REPO, child_env, copy_project, git, predictflow, run
-from .s3server import KEY, SECRET, free_port, moto_server, stop, unavailable
+from .conftest import (
+    REPO,
+    child_env,
+    copy_project,
+    free_port,
+    git,
+    predictflow,
+    run,
+    stop_process_group,
+)
+from .s3server import KEY, SECRET, moto_server, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +122,7 @@ def team_server(workdir: Path, **env: str) -> Iterator[Server]:
         print(f"\nmlflow server on PostgreSQL ({database}): first 200 on /health in {setup:.1f} s")
         yield Server(uri, database, setup, log)
     finally:
-        stop(process)
+        stop_process_group(process)
         conn = admin()
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
