@@ -40,10 +40,12 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
-def _child_env(store: Path) -> dict[str, str]:
-    """Run like `dvc repro` would, but log to a throw-away store, never the user's."""
+def _child_env(store: Path, clone: Path) -> dict[str, str]:
+    """Run like `dvc repro` would, but log to a throw-away store, never the user's, and import
+    the library (`src/predictflow`) of the recorded commit, not the installed one."""
     env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "DVC_EXP_NAME")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(clone / "src"), env.get("PYTHONPATH")]))
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     return env
 
@@ -147,7 +149,7 @@ def reproduce(view: dict[str, Any], workspace: Path, keep: bool = False) -> list
         )
     tmp = Path(tempfile.mkdtemp(prefix="predictflow-reproduce-"))
     clone, store = tmp / "repo", tmp / "mlflow"
-    env = _child_env(store)
+    env = _child_env(store, clone)
     try:
         for args in (
             ["git", "clone", "-q", "--shared", "--no-checkout", str(workspace), str(clone)],
