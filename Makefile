@@ -31,7 +31,7 @@ test: $(INSTALLED) ## run the whole test suite (slow end-to-end tests included)
 test-fast: $(INSTALLED) ## unit and contract tests only
 	$(BIN)/pytest -m "not slow"
 
-bench: $(INSTALLED) ## pipeline vs bare baselines at 7k/100k/1M rows -> docs/benchmarks.md (~15 min)
+bench: $(INSTALLED) ## pipeline vs bare baselines at 7k/100k/1M rows -> docs/benchmarks.md (8-16 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 over the project's store

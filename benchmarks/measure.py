@@ -100,15 +100,18 @@ class _Poller(threading.Thread):
             self.stop.wait(POLL_SECONDS)
 
     def _stage_of(self, child: psutil.Process) -> str | None:
-        if child.pid not in self._known:
-            try:
-                cmdline = child.cmdline()
-            except psutil.Error:
-                return None
-            # the shell DVC starts has the same command line: count only the Python process
-            is_python = bool(cmdline) and "python" in Path(cmdline[0]).name
-            match = STAGE_RE.search(" ".join(cmdline)) if is_python else None
-            self._known[child.pid] = match.group(1) if match else None
+        if child.pid in self._known:
+            return self._known[child.pid]
+        try:
+            cmdline = child.cmdline()
+        except psutil.Error:
+            return None
+        # DVC starts the command through a shell with the same command line, and the shell may
+        # exec Python in the same pid: decide once the pid runs Python, look again until then
+        if not cmdline or "python" not in Path(cmdline[0]).name:
+            return None
+        match = STAGE_RE.search(" ".join(cmdline))
+        self._known[child.pid] = match.group(1) if match else None
         return self._known[child.pid]
 
 

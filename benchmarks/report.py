@@ -403,7 +403,7 @@ def limits_section(r: dict) -> list[str]:
     f1, f3 = r["figure1"], r["figure3"]
     levers = r.get("levers") or {}
     startup = (levers.get("lazy_imports") or {}).get("detail", {}).get("stage_startup_s")
-    st = f1["stages"]
+    st = {name: f1["stages"].get(name, {"seconds": 0.0}) for name in STAGES}
     imports = (levers.get("lazy_imports") or {}).get("detail", {}).get("imports_s", {})
     fixed = (
         f" Their start-up alone (imports up to argparse, `stages/X.py --help`) is "
@@ -586,8 +586,43 @@ def plot(r: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def variation_section(r: dict, others: list[dict]) -> list[str]:
+    """The same figures from other full runs on this machine: which conclusions are stable."""
+    if not others:
+        return []
+    runs = [r, *others]
+    tables = [summary_rows(run, quick=False) for run in runs]
+    header = ["figure"] + [
+        f"{run['finished']} (load {fmt_load(run['load_before'])} -> {fmt_load(run['load_after'])})"
+        for run in runs
+    ]
+    rows = []
+    for index, row in enumerate(tables[0]):
+        cells = [row[0].split(" (")[0]]
+        for t in tables:
+            cells.append(f"{t[index][3]} ({t[index][5]})" if index < len(t) else "—")
+        rows.append(cells)
+    return [
+        "## Run-to-run variation",
+        "",
+        "Ratio (met?) of each figure in this run and in other full `make bench` runs on the same "
+        "machine. Other engineers' jobs share its 2 cores; XGBoost's OpenMP threads suffer most "
+        "from that, so small-data ratios and the tracking share move with the load, while the "
+        "met/not-met verdicts hold.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
 def write(
-    r: dict, out: Path, plot_path: Path, quick: bool = False, extra: list[dict] | None = None
+    r: dict,
+    out: Path,
+    plot_path: Path,
+    quick: bool = False,
+    extra: list[dict] | None = None,
+    others: list[dict] | None = None,
+    source: str | None = None,
 ) -> None:
     """Write the report; `extra` scale points (separate runs) join the scale table and plot."""
     r = dict(r)
@@ -610,6 +645,8 @@ def write(
         "DVCLive or intermediate files. 1 GB = 10^9 bytes.",
         "",
     ]
+    if source:
+        lines += [f"This page was rendered from saved raw results: `{source}`.", ""]
     if quick:
         lines += ["**Quick smoke run (`--quick`): tiny data, one repeat; not a measurement.**", ""]
     lines += table(["figure", "baseline", "ours", "ratio", "goal", "met?"], summary_rows(r, quick))
@@ -623,6 +660,7 @@ def write(
     lines += tracking_section(r)
     lines += install_section(r)
     lines += levers_section(r)
+    lines += variation_section(r, others or [])
     lines += machine_section(r)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

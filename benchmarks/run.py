@@ -454,10 +454,8 @@ class Bench:
         # figure 5 cross-check without a profiler: last, as it is the first thing to drop
         if not args.quick and args.differential and self.has_time(big_rows / 1e6 * 240):
             self.results["figure5"]["differential"] = self.differential(big_repo, big_rows)
-        elif not args.quick:
-            self.results["skipped"]["figure 5 cross-check"] = (
-                "time budget" if args.differential else "--no-differential"
-            )
+        elif not args.quick and args.differential:
+            self.results["skipped"]["figure 5 cross-check"] = "time budget"
         self.results["load_after"] = os.getloadavg()
         self.results["bench_seconds"] = round(self.elapsed(), 1)
         self.results["argv"] = sys.argv[1:]
@@ -553,10 +551,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-levers", dest="levers", action="store_false", help="skip levers")
     parser.add_argument("--lever-rows", type=int, default=100_000)
     parser.add_argument(
-        "--no-differential",
-        dest="differential",
-        action="store_false",
-        help="skip figure 5's cross-check (train stage vs bare train, twice each, ~3 min)",
+        "--differential",
+        action="store_true",
+        help="figure 5 cross-check: train stage vs bare train, twice each (~3 min at 1M rows; "
+        "only meaningful on an otherwise idle machine)",
+    )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RAW_JSON",
+        help="with --report-only: raw results of other full runs, shown as run-to-run variation",
     )
     parser.add_argument(
         "--budget",
@@ -610,7 +616,16 @@ def main(argv: list[str] | None = None) -> None:
         args.extra_scale = [] if args.quick else sorted(BENCH.glob("results/scale-*.json"))
     if args.report_only:
         results = json.loads(args.report_only.read_text())
-        report.write(results, args.out, args.plot, quick=args.quick, extra=load_extra(args))
+        others = [json.loads(path.read_text()) for path in args.also]
+        report.write(
+            results,
+            args.out,
+            args.plot,
+            quick=args.quick,
+            extra=load_extra(args),
+            others=others,
+            source="python -m benchmarks.run " + " ".join(argv or sys.argv[1:]),
+        )
         print(f"wrote {args.out} and {args.plot}", file=sys.stderr)
         return
     work = Path(tempfile.mkdtemp(prefix="predictflow-bench-", dir=args.workdir))
