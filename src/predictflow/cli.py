@@ -16,7 +16,7 @@ from pathlib import Path
 
 from predictflow import lineage, synth, tracking
 from predictflow.params import ParamsError, load_params
-from predictflow.stage import USER_ERRORS, StageError
+from predictflow.stage import USER_ERRORS, StageError, configure_logging
 
 log = logging.getLogger("predictflow")
 
@@ -571,9 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     level = (
         logging.DEBUG if args.verbose else logging.INFO if sys.stderr.isatty() else logging.WARNING
     )
-    logging.basicConfig(level=level, format="predictflow: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "dvc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging("predictflow", level)
     try:
         args.func(args)
     except (*USER_ERRORS, LookupError) as err:

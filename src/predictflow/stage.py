@@ -38,11 +38,19 @@ def checkpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "dvc")
+
+
+def configure_logging(name: str, level: int) -> None:
+    """`<name>: message` lines on stderr; libraries only speak up for warnings."""
+    logging.basicConfig(level=level, format=f"{name}: %(message)s")
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run(name: str, main: Callable[[], None]) -> None:
     """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback."""
-    logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "matplotlib", "dvc"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(name, logging.INFO)
     try:
         main()
     except USER_ERRORS as err:
