@@ -42,7 +42,11 @@ def write_plots(plots_dir: Path, y_true, proba, threshold: float, importance: pd
 
     with Live(str(plots_dir), dvcyaml=False, save_dvc_exp=False) as live:
         live.log_sklearn_plot("roc", y_true, proba, name="roc.json")
-        live.log_sklearn_plot("precision_recall", y_true, proba, name="precision_recall.json")
+        # drop_intermediate keeps only the corners of the step curve: the same plot from under
+        # half the points (ROC drops them by default), so less JSON to write and to commit
+        live.log_sklearn_plot(
+            "precision_recall", y_true, proba, name="precision_recall.json", drop_intermediate=True
+        )
         live.log_sklearn_plot(
             "confusion_matrix",
             y_true,

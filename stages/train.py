@@ -50,8 +50,24 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
+def enable_autolog(model_type: str) -> None:
+    """Autolog the flavour that trains: params and per-round metrics.
+
+    The model is logged once by `train` (pinned requirements) and feature importance is plotted
+    once by `evaluate`, so autolog does neither; patching only the flavour in use saves the
+    other one's set-up.
+    """
+    import mlflow
+
+    options = {"log_models": False, "log_datasets": False, "silent": True}
+    if model_type == "xgboost":
+        mlflow.xgboost.autolog(importance_types=[], **options)
+    else:
+        mlflow.sklearn.autolog(**options)
+
+
 def final_metrics(curves: dict[str, list[float]]) -> dict[str, float]:
-    """Last value of each curve, named for MLflow (`train_logloss`, `test_auc`)."""
+    """Last value of each curve, named for MLflow (`train_logloss`, `test_logloss`)."""
     return {name.replace("/", "_"): values[-1] for name, values in curves.items() if values}
 
 
@@ -59,12 +75,13 @@ def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
     """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps)."""
     from dvclive import Live
 
+    # The curves exist whole once the fit ends: set each step directly and write the summary
+    # once at the end, instead of `next_step()` rewriting it after every round.
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        steps = max((len(v) for v in curves.values()), default=0)
-        for step in range(steps):
-            for name, values in curves.items():
-                live.log_metric(name, values[step])
-            live.next_step()
+        for name, values in curves.items():
+            for step, value in enumerate(values):
+                live.step = step
+                live.log_metric(name, value)
 
 
 def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
@@ -80,8 +97,7 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     x_test, y_test = test_set.drop(columns=[TARGET]), test_set[TARGET]
 
     experiment_id = tracking.connect(tracking.store_root())
-    mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
-    mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
+    enable_autolog(params.model.type)
     tracking.reap_dead_runs(experiment_id)
     exp_name = lineage.dvc_exp_name()
     data_lineage = tracking.LineageTags(

@@ -48,7 +48,9 @@ def build_classifier(params: ModelParams, seed: int) -> object:
         min_child_weight=params.min_child_weight,
         reg_lambda=params.reg_lambda,
         tree_method="hist",
-        eval_metric=["logloss", "auc"],
+        # logloss only: a per-round AUC sorts both splits 200 times (1.6x the fit at 1M rows);
+        # the held-out ROC AUC is computed once, by `evaluate`.
+        eval_metric="logloss",
         random_state=seed,
     )
 
@@ -60,7 +62,7 @@ def fit_classifier(
     x_test: pd.DataFrame,
     y_test: pd.Series,
 ) -> dict[str, list[float]]:
-    """Fit; return per-iteration curves as {"train/logloss": [...], "test/auc": [...], ...}.
+    """Fit; return per-iteration curves as {"train/logloss": [...], "test/logloss": [...]}.
 
     The test split is only watched (no early stopping), so it stays a fair held-out set.
     """
