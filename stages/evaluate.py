@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from predictflow import lineage, stage, tracking
-from predictflow.evaluation import classification_metrics, figures
+from predictflow.evaluation import classification_metrics, figures, plot_tables
 from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
@@ -37,23 +37,11 @@ def predictions(test: pd.DataFrame, proba, threshold: float) -> pd.DataFrame:
 
 
 def write_plots(plots_dir: Path, y_true, proba, threshold: float, importance: pd.DataFrame) -> None:
-    """Plot data in the formats `dvc plots` reads (DVCLive's sklearn plots plus a CSV)."""
-    from dvclive import Live
-
-    with Live(str(plots_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        live.log_sklearn_plot("roc", y_true, proba, name="roc.json")
-        # drop_intermediate keeps only the corners of the step curve: the same plot from under
-        # half the points (ROC drops them by default), so less JSON to write and to commit
-        live.log_sklearn_plot(
-            "precision_recall", y_true, proba, name="precision_recall.json", drop_intermediate=True
-        )
-        live.log_sklearn_plot(
-            "confusion_matrix",
-            y_true,
-            (proba >= threshold).astype(int),
-            name="confusion_matrix.json",
-        )
-    importance.to_csv(plots_dir / "importance.csv", index=False, float_format="%.6f")
+    """Plot data as CSV tables, the files `dvc plots show` draws (declared in dvc.yaml)."""
+    tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(plots_dir / name, index=False, float_format="%.6g")
 
 
 def log_to_run(model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path):
