@@ -20,8 +20,6 @@ from .conftest import BIN, REPO, child_env
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 SECRET_ENV = ("MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 SECRET_EXPR = re.compile(r"^\$\{\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}$")
-# Being written by another engineer right now: referenced by the deploy gate but maybe not in
-# `predictflow --help` yet. Remove a name from here once its subcommand has landed.
 
 
 @cache
@@ -237,3 +235,19 @@ def test_credentials_only_come_from_secrets() -> None:
     assert not re.search(r"(?i)(https?|postgresql|mysql|databricks)://", text)  # a store URI
     for name in SECRET_ENV:  # nor exported in a script
         assert not re.search(rf"\b(export\s+)?{name}=\S", text), name
+
+
+def test_test_job_provides_the_services_the_suite_requires() -> None:
+    """PostgreSQL where the team-server tests look for it, and skips turned into failures."""
+    from urllib.parse import urlsplit
+
+    from .test_team_server import POSTGRES
+
+    job = jobs()["test"]
+    assert job["env"]["PREDICTFLOW_REQUIRE_SERVICES"] == "1"
+    postgres = job["services"]["postgres"]
+    wanted = urlsplit(POSTGRES)
+    assert postgres["env"]["POSTGRES_USER"] == wanted.username
+    assert postgres["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"  # the URI has no password
+    assert f"{wanted.port}:5432" in postgres["ports"]
+    assert "pg_isready" in postgres["options"]  # steps start only once it accepts connections

@@ -292,8 +292,11 @@ def test_production_is_shown_with_its_alias(pipeline_repo: Path) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    # Debian's package is `chromium`; GitHub's Ubuntu runners ship Google Chrome (same flags).
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    found = next(
+        (path for path in map(shutil.which, names) if path),
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None,
     )
     if found is None:
         message = "chromium not found (apt-get install -y chromium)"
