@@ -35,7 +35,8 @@ def plot_tables(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict
     """The points `dvc plots` draws: ROC and precision-recall corners, confusion pairs.
 
     Tables rather than DVCLive's sklearn plots: DVCLive writes them as indented JSON with one
-    object per point (per row for the confusion matrix), 7 s at 200,000 held-out rows.
+    object per point (per row for the confusion matrix): 2.1-2.7 s at 200,000 held-out rows,
+    against 0.5-0.6 s for these tables written as CSV.
     """
     import pandas as pd
 
