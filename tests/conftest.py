@@ -76,6 +76,37 @@ def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> Result:
     return result
 
 
+def assert_one_line_error(result: Result, prefix: str = "predictflow", *fragments: str) -> str:
+    """The promise for every user mistake: non-zero exit, exactly one `<prefix>: error: ...` line
+    on stderr, no traceback, and the line names each fragment. Returns the line.
+
+    `prefix` is `predictflow` for the command and the stage name (`prepare`, ...) for a stage;
+    under `dvc repro` DVC adds its own lines, so pass `result` with only the stage's stderr or
+    use `stage_error_line`.
+    """
+    assert result.returncode != 0, f"exit 0; stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith(f"{prefix}: error: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+def stage_error_line(result: Result, stage: str, *fragments: str) -> str:
+    """Like assert_one_line_error for a stage run by `dvc repro`: DVC prints its own summary
+    around it, so exactly one `<stage>: error:` line among them, and no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith(f"{stage}: error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    return errors[0]
+
+
 def dvc(repo: Path, *args: str, check: bool = True) -> Result:
     return run([sys.executable, "-m", "dvc", *args], repo, check=check)
 
