@@ -76,7 +76,7 @@ def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> Result:
     return result
 
 
-def assert_one_line_error(result: Result, prefix: str = "predictflow", *fragments: str) -> str:
+def assert_one_line_error(result: Result, *fragments: str, prefix: str = "predictflow") -> str:
     """The promise for every user mistake: non-zero exit, exactly one `<prefix>: error: ...` line
     on stderr, no traceback, and the line names each fragment. Returns the line.
 
