@@ -397,8 +397,9 @@ def _latin1(directory: Path) -> tuple[Path, str]:
     _set(rows, 4, "gender", "Fémale")
     data = _text(rows).encode("latin-1")
     offset = data.index(b"\xe9")
+    assert data[:offset].count(b"\n") == 3  # the bad byte is on line 4
     path = _write(directory / "customers.csv", data)
-    return path, f"{{path}}: not UTF-8 text (byte 0xe9 at offset {offset})"
+    return path, "{path}: line 4: byte 0xE9 is not UTF-8; save the file as UTF-8"
 
 
 def _binary(directory: Path) -> tuple[Path, str]:
@@ -578,3 +579,80 @@ def test_chunked_read_of_late_non_utf8_bytes_is_a_contract_error(tmp_path: Path)
     with pytest.raises(DataContractError):
         for _ in read_raw(path, chunksize=500):
             pass
+
+
+# --- line numbers: where the bad record starts, as an editor numbers lines -----------------------
+
+# Each layout: line ending, the `notes` field (a quoted extra column) by data row (0 = the first
+# row, on line 2 when no field spans lines), the data row whose Churn is bad, and the physical line
+# that row starts on, counted by hand.
+LINE_LAYOUTS = [
+    pytest.param("\n", {}, 6, 8, id="lf-no-multiline-field"),
+    pytest.param("\n", {2: "a\nb"}, 6, 9, id="lf-newline-in-an-earlier-row"),
+    pytest.param("\r\n", {2: "a\r\nb"}, 6, 9, id="crlf-crlf-in-an-earlier-row"),
+    pytest.param("\r\n", {2: "a\nb"}, 6, 9, id="crlf-file-lf-in-an-earlier-row"),
+    pytest.param("\n", {1: "a\n\nb"}, 6, 10, id="two-newlines-in-one-field"),
+    pytest.param("\r\n", {1: "a\r\nb", 3: "c\r\nd"}, 6, 10, id="crlf-two-earlier-rows"),
+    pytest.param("\n", {2: 'said ""no"",\nthen left'}, 6, 9, id="escaped-quotes-and-comma"),
+    pytest.param("\n", {6: "a\nb"}, 6, 8, id="newline-in-the-bad-row-itself"),
+    pytest.param("\n", {8: "a\nb"}, 6, 8, id="newline-in-a-later-row"),
+    pytest.param("\n", {0: "a\nb"}, 0, 2, id="bad-first-row-with-newline"),
+]
+
+
+def _notes_file(path: Path, eol: str, notes: dict[int, str], bad_row: int) -> Path:
+    rows = [[*row, f'"{notes[i]}"' if i in notes else ""] for i, row in enumerate(_rows())]
+    rows[bad_row][COL["Churn"]] = "Maybe"
+    return _write(path, _text(rows, header=HEADER + ",notes", eol=eol))
+
+
+@pytest.mark.parametrize(("eol", "notes", "bad_row", "line"), LINE_LAYOUTS)
+def test_line_number_is_the_physical_line_the_bad_row_starts_on(
+    tmp_path: Path, eol: str, notes: dict[int, str], bad_row: int, line: int
+) -> None:
+    path = _notes_file(tmp_path / "customers.csv", eol, notes, bad_row)
+    assert path.read_bytes().splitlines()[line - 1].count(b"Maybe") == 1
+
+    with pytest.raises(DataContractError) as info:
+        _load(path)
+
+    expected = f"column 'Churn', line {line}: must be Yes or No (got 'Maybe')"
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_chunked_line_number_counts_multiline_fields_of_earlier_chunks(tmp_path: Path) -> None:
+    path = _notes_file(tmp_path / "customers.csv", "\r\n", {1: "a\r\nb", 9: "c\nd"}, 16)
+
+    with pytest.raises(DataContractError) as info:
+        for chunk in read_raw(path, chunksize=7):
+            clean(chunk, str(path))
+
+    assert str(info.value) == f"{path}: column 'Churn', line 20: must be Yes or No (got 'Maybe')"
+
+
+# --- bytes that are not UTF-8: name the line and the bytes ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(b"F\xe9male", "byte 0xE9"), (b"F\xe2\x82male", "bytes 0xE2 0x82")],
+    ids=["latin-1-e-acute", "cut-3-byte-sequence"],
+)
+@pytest.mark.parametrize("chunksize", [None, 500], ids=["whole", "chunked"])
+def test_non_utf8_bytes_deep_in_the_file_name_the_line_and_bytes(
+    tmp_path: Path, value: bytes, shown: str, chunksize: int | None
+) -> None:
+    rows = _rows(2000)
+    rows[1498][COL["gender"]] = "@"  # data row 1498 is on file line 1500
+    text = _text(rows).encode("utf-8")
+    assert text.count(b"@") == 1
+    data = text.replace(b"@", value)
+    assert data.index(value) > 65536  # past the head that read_raw checks up front
+    path = _write(tmp_path / "customers.csv", data)
+
+    with pytest.raises(DataContractError) as info:
+        result = read_raw(path, chunksize=chunksize)
+        for _ in [result] if chunksize is None else result:
+            pass
+
+    assert str(info.value) == f"{path}: line 1500: {shown} is not UTF-8; save the file as UTF-8"

@@ -9,6 +9,7 @@ column, the line and the offending value, so the command line can print it as on
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,13 +84,30 @@ class CleanReport:
             self.unseen_categories[column] = self.unseen_categories.get(column, 0) + count
 
 
-def _line(index: int) -> int:
-    """File line of a data row: the header is line 1."""
+def _line(source: str, index: int) -> int:
+    """File line (as an editor numbers it) where data record `index` starts.
+
+    A quoted field may span lines, so the header and the records before the bad one are read
+    again with the csv module, which counts the physical lines they took. Only done on the
+    error path; a source that is not a readable file falls back to one line per record.
+    """
+    records = int(index) + 1  # the header, then every record before this one
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # the contract sets no limit on a field's size
+    try:
+        with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            if sum(1 for _ in itertools.islice(reader, records)) == records:
+                return reader.line_num + 1
+    except (OSError, csv.Error):
+        pass  # not the file the frame came from: the one-line-per-record estimate below
+    finally:
+        csv.field_size_limit(limit)
     return int(index) + 2
 
 
 def _fail(source: str, column: str, index: int | None, value: object, problem: str) -> None:
-    where = f", line {_line(index)}" if index is not None else ""
+    where = f", line {_line(source, index)}" if index is not None else ""
     raise DataContractError(f"{source}: column '{column}'{where}: {problem} (got {value!r})")
 
 
@@ -113,9 +131,7 @@ def read_raw(
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 4:  # not just a character cut at the 64 KiB boundary
-            raise DataContractError(
-                f"{source}: not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start})"
-            ) from None
+            raise _not_utf8(source) from None
     header_line = head.splitlines()[0].decode("utf-8", errors="replace")
     if "," not in header_line:
         sniffed = next((d for d in ";\t|" if d in header_line), None)
@@ -132,7 +148,7 @@ def read_raw(
             keep_default_na=False,
             na_filter=False,
             encoding="utf-8",
-            # kept so a row's index stays its file line - 2; dropped in `_drop_blank_rows`
+            # kept so a row's index stays its record number; dropped in `_drop_blank_rows`
             skip_blank_lines=False,
             chunksize=chunksize,
         )
@@ -146,11 +162,31 @@ def _as_contract_errors(source: str) -> Iterator[None]:
     """Decoding and parsing failures are the file's fault: say so in one line."""
     try:
         yield
-    except UnicodeDecodeError as err:
-        raise DataContractError(f"{source}: not UTF-8 text ({err.reason})") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(source) from None
     except (pd.errors.ParserError, csv.Error) as err:
         message = " ".join(str(err).split())
         raise DataContractError(f"{source}: not a well-formed CSV ({message})") from None
+
+
+def _not_utf8(source: str) -> DataContractError:
+    """Name the first line holding bytes that are not UTF-8, and the bytes themselves.
+
+    pandas reports an offset into its own buffer, which means nothing to the user, so the
+    file is read again line by line (a newline byte is never part of a UTF-8 sequence).
+    """
+    with open(source, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = raw[err.start : err.end]
+                shown = " ".join(f"0x{byte:02X}" for byte in bad)
+                noun = "byte" if len(bad) == 1 else "bytes"
+                return DataContractError(
+                    f"{source}: line {number}: {noun} {shown} is not UTF-8; save the file as UTF-8"
+                )
+    return DataContractError(f"{source}: not UTF-8 text; save the file as UTF-8")
 
 
 def _chunks(reader: Iterator[pd.DataFrame], source: str) -> Iterator[pd.DataFrame]:
