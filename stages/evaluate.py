@@ -12,6 +12,7 @@ import logging
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from predictflow import lineage, stage, tracking
@@ -19,7 +20,7 @@ from predictflow.evaluation import classification_metrics, figures, plot_tables
 from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
-from predictflow.schema import FEATURES, ID, TARGET
+from predictflow.schema import FEATURES, ID, TARGET, TARGET_VALUES
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,25 @@ def predictions(test: pd.DataFrame, proba, threshold: float) -> pd.DataFrame:
     )
 
 
-def write_plots(plots_dir: Path, y_true, proba, threshold: float, importance: pd.DataFrame) -> None:
+def check_held_out(y_true: np.ndarray, source: Path) -> None:
+    """Refuse a held-out split without both classes: ROC AUC and PR AUC are undefined there.
+
+    `prepare` already refuses such a split; this guard holds for any test file given.
+    """
+    present = set(np.unique(y_true).tolist())
+    missing = [label for label, code in TARGET_VALUES.items() if code not in present]
+    if missing:
+        raise stage.StageError(
+            f"{source}: the held-out split has no '{missing[0]}' row ({len(y_true)} rows), so "
+            "it cannot be evaluated; add rows to the raw data or raise prepare.test_size"
+        )
+
+
+def write_plots(plots_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Plot data as CSV tables, the files `dvc plots show` draws (declared in dvc.yaml)."""
-    tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
-    plots_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        table.to_csv(plots_dir / name, index=False, float_format="%.6g")
+        with atomic_path(plots_dir / name) as table_tmp:
+            table.to_csv(table_tmp, index=False, float_format="%.6g")
 
 
 def log_to_run(model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path):
@@ -78,13 +92,17 @@ def main() -> None:
         model = pickle.load(handle)
     test = pd.read_parquet(args.test)
     y_true = test[TARGET].to_numpy()
+    check_held_out(y_true, args.test)
     proba = model.predict_proba(test.loc[:, list(FEATURES)])[:, 1].astype("float64")
     threshold = params.evaluate.threshold
+    # Compute every output first, then write them: a failure leaves the previous ones intact.
     scores = classification_metrics(y_true, proba, threshold)
     importance = feature_importance(model)
-    write_plots(args.plots_dir, y_true, proba, threshold, importance)
+    tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
+    scored = predictions(test, proba, threshold)
+    write_plots(args.plots_dir, tables)
     with atomic_path(args.predictions) as predictions_tmp:
-        predictions(test, proba, threshold).to_parquet(predictions_tmp, index=False)
+        scored.to_parquet(predictions_tmp, index=False)
     write_json(args.metrics, scores)
     log.info(
         "roc_auc %.4f, accuracy %.4f on %d held-out rows",

@@ -24,6 +24,7 @@ RAW = Path("data/customers.csv")
 TRAIN = Path("data/prepared/train.parquet")
 TEST = Path("data/prepared/test.parquet")
 METRICS = Path("metrics/prepare.json")
+SOURCE = "data/customers.csv"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,9 @@ def customers(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 def test_split_sizes_follow_test_size(
     prepare: ModuleType, customers: pd.DataFrame, test_size: float
 ) -> None:
-    train, test = prepare.split(customers, PrepareParams(test_size=test_size), seed=42)
+    train, test = prepare.split(
+        customers, PrepareParams(test_size=test_size), seed=42, source=SOURCE
+    )
 
     assert len(test) == math.ceil(test_size * len(customers))
     assert len(train) + len(test) == len(customers)
@@ -61,7 +64,7 @@ def test_split_sizes_follow_test_size(
 
 
 def test_split_is_stratified_on_churn(prepare: ModuleType, customers: pd.DataFrame) -> None:
-    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42)
+    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
 
     churners = int(customers["Churn"].sum())
     assert 0 < churners < len(customers)
@@ -71,7 +74,7 @@ def test_split_is_stratified_on_churn(prepare: ModuleType, customers: pd.DataFra
 
 
 def test_split_has_no_customer_in_both_parts(prepare: ModuleType, customers: pd.DataFrame) -> None:
-    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42)
+    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
 
     assert set(train["customerID"]).isdisjoint(test["customerID"])
     assert sorted([*train["customerID"], *test["customerID"]]) == sorted(customers["customerID"])
@@ -83,26 +86,79 @@ def test_split_has_no_customer_in_both_parts(prepare: ModuleType, customers: pd.
 def test_split_is_deterministic_for_a_seed(prepare: ModuleType, customers: pd.DataFrame) -> None:
     params = PrepareParams(test_size=0.2)
 
-    first = prepare.split(customers, params, seed=7)
-    again = prepare.split(customers.copy(), params, seed=7)
-    other = prepare.split(customers, params, seed=8)
+    first = prepare.split(customers, params, seed=7, source=SOURCE)
+    again = prepare.split(customers.copy(), params, seed=7, source=SOURCE)
+    other = prepare.split(customers, params, seed=8, source=SOURCE)
 
     for a, b in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(a, b)
     assert set(first[1]["customerID"]) != set(other[1]["customerID"])
 
 
-def test_split_refuses_a_class_with_fewer_than_two_rows(
-    prepare: ModuleType, customers: pd.DataFrame
-) -> None:
-    one_churner = pd.concat(
-        [customers[customers["Churn"] == 0], customers[customers["Churn"] == 1].head(1)]
+def _frame(yes: int, no: int) -> pd.DataFrame:
+    """The smallest frame `split` needs: ids and the target, churners first."""
+    return pd.DataFrame(
+        {"customerID": [f"c{i}" for i in range(yes + no)], "Churn": [1] * yes + [0] * no}
     )
 
-    with pytest.raises(StageError) as info:
-        prepare.split(one_churner, PrepareParams(test_size=0.2), seed=42)
 
-    assert str(info.value) == "column 'Churn': each class needs at least 2 rows to split"
+def _too_small(rows: str, test_size: float, train: int, test: int, fix: str) -> str:
+    return (
+        f"{SOURCE}: {rows} cannot be split at prepare.test_size {test_size} into {train} train "
+        f"and {test} held-out rows: each split needs a Yes and a No row (at least 2 rows of each "
+        f"class in all); {fix}"
+    )
+
+
+MORE = "add rows, or set prepare.test_size so both splits get at least 2 rows"
+RARER = "add rows of the rarer class"
+
+# (churners, non-churners, test_size, the exact refusal): scikit-learn raised a ValueError
+# traceback for the first ones, and silently held out a split with one class for the last ones.
+UNSPLITTABLE = [
+    pytest.param(1, 1, 0.2, _too_small("2 usable rows (1 Yes, 1 No)", 0.2, 1, 1, RARER), id="2"),
+    pytest.param(2, 2, 0.2, _too_small("4 usable rows (2 Yes, 2 No)", 0.2, 3, 1, MORE), id="4"),
+    pytest.param(2, 3, 0.2, _too_small("5 usable rows (2 Yes, 3 No)", 0.2, 4, 1, MORE), id="5"),
+    pytest.param(
+        1, 299, 0.2, _too_small("300 usable rows (1 Yes, 299 No)", 0.2, 240, 60, RARER),
+        id="one-churner-in-300",
+    ),
+    pytest.param(
+        2, 8, 0.9, _too_small("10 usable rows (2 Yes, 8 No)", 0.9, 1, 9, MORE),
+        id="train-of-one-row",
+    ),
+    pytest.param(
+        2, 8, 0.2,
+        f"{SOURCE}: the held-out split has no 'Yes' row: 2 of 10 usable rows (2 Yes, 8 No) at "
+        "prepare.test_size 0.2; add rows to the file or raise prepare.test_size",
+        id="held-out-without-churner",
+    ),
+    pytest.param(
+        8, 2, 0.2,
+        f"{SOURCE}: the held-out split has no 'No' row: 2 of 10 usable rows (8 Yes, 2 No) at "
+        "prepare.test_size 0.2; add rows to the file or raise prepare.test_size",
+        id="held-out-without-non-churner",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("yes", "no", "test_size", "expected"), UNSPLITTABLE)
+def test_split_refuses_what_cannot_give_both_classes_to_both_parts(
+    prepare: ModuleType, yes: int, no: int, test_size: float, expected: str
+) -> None:
+    with pytest.raises(StageError) as info:
+        prepare.split(_frame(yes, no), PrepareParams(test_size=test_size), 42, source=SOURCE)
+
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize(("yes", "no"), [(2, 2), (3, 7)], ids=["4-rows", "10-rows"])
+def test_split_accepts_the_smallest_frames_that_hold_both_classes_in_each_part(
+    prepare: ModuleType, yes: int, no: int
+) -> None:
+    train, test = prepare.split(_frame(yes, no), PrepareParams(test_size=0.5), 42, source=SOURCE)
+
+    assert set(train["Churn"]) == set(test["Churn"]) == {0, 1}
 
 
 # --- the stage end to end -------------------------------------------------------------------------

@@ -33,6 +33,11 @@ def _umask() -> int:
 
 
 def write_json(path: Path | str, data: object) -> None:
-    """Write sorted, indented JSON atomically (stable bytes for `dvc metrics diff`)."""
+    """Write sorted, indented JSON atomically (stable bytes for `dvc metrics diff`).
+
+    NaN and infinity are refused (ValueError) rather than written as the non-standard `NaN`
+    that other JSON readers reject; callers check their values first and say why.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
