@@ -80,13 +80,24 @@ def final_metrics(curves: dict[str, list[float]]) -> dict[str, float]:
     return {name.replace("/", "_"): values[-1] for name, values in curves.items() if values}
 
 
-def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
-    """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps)."""
+def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
+    """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps).
+
+    Before a repository's first commit DVCLive 3.49's git lookup raises (`scm.get_rev()`:
+    "Empty git repo", as in treeverse/dvclive#522). Its DVC integration only names the
+    experiment here (dvcyaml=False, nothing saved), so it is skipped then; the files written
+    are the same.
+    """
     from dvclive import Live
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            if has_commit:
+                super()._init_dvc()
 
     # The curves exist whole once the fit ends: set each step directly and write the summary
     # once at the end, instead of `next_step()` rewriting it after every round.
-    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+    with _Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
         for name, values in curves.items():
             for step, value in enumerate(values):
                 live.step = step
@@ -109,9 +120,11 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     enable_autolog(params.model.type)
     tracking.reap_dead_runs(experiment_id)
     exp_name = lineage.dvc_exp_name()
+    commit = lineage.git_commit(workspace)
     data_lineage = tracking.LineageTags(
-        git_commit=lineage.git_commit(workspace) or "",
-        git_dirty=str(lineage.git_dirty(workspace)).lower(),
+        git_commit=commit or "",
+        # before the first commit no code version exists to be clean against
+        git_dirty=str(commit is None or lineage.git_dirty(workspace)).lower(),
         data_path=str(args.data_dvc.with_suffix("")),
         data_md5=lineage.pinned_md5(args.data_dvc),
         model_md5="",  # known once the model is logged
@@ -137,7 +150,7 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
                 "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
             }
         mlflow.log_metrics(final_metrics(curves))
-        log_curves(args.live_dir, curves)
+        log_curves(args.live_dir, curves, has_commit=commit is not None)
 
         with warnings.catch_warnings():
             # MLflow hints that integer columns can't hold missing values; the data contract
