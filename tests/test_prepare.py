@@ -284,3 +284,23 @@ def test_stage_rejects_bad_params_with_one_line(project: Path) -> None:
     )
     assert "model.max_depth" in result.stderr
     _assert_no_outputs(project)
+
+
+def test_stage_rejects_a_four_row_file_with_one_line(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    header, *rows = (project / RAW).read_text(encoding="utf-8").splitlines()
+    four = [
+        *[r for r in rows if r.endswith(",Yes")][:2],
+        *[r for r in rows if r.endswith(",No")][:2],
+    ]
+    (project / RAW).write_text("\n".join([header, *four]) + "\n", encoding="utf-8")
+
+    result = _run(project)
+
+    _assert_one_error_line(
+        result,
+        f"{RAW}: 4 usable rows (2 Yes, 2 No) cannot be split at prepare.test_size 0.2 into 3 "
+        "train and 1 held-out rows: each split needs a Yes and a No row (at least 2 rows of "
+        "each class in all); add rows, or set prepare.test_size so both splits get at least 2 rows",
+    )
+    _assert_no_outputs(project)
