@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from predictflow.params import read_yaml, yaml_problem
 
 LOCK_FILE = "dvc.lock"
@@ -101,7 +103,7 @@ def pinned_md5(dvc_file: Path | str) -> str:
     """The md5 a `.dvc` file pins for its single out (the raw data version)."""
     try:
         with open(dvc_file, encoding="utf-8") as handle:
-            outs = (read_yaml(handle.read()) or {}).get("outs") or []
+            outs = (yaml.safe_load(handle) or {}).get("outs") or []
     except FileNotFoundError:
         raise LineageError(f"{dvc_file}: not found; track the data with `dvc add`") from None
     if not outs or "md5" not in outs[0]:
