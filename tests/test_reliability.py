@@ -554,6 +554,46 @@ def test_tune_refuses_an_invalid_grid_before_queueing(
     assert not (tune_repo / "mlflow_data").exists()
 
 
+BAD_SPECS = [
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: log_loss\n  grid:\n    model.max_depth: [3]\n",
+        "tune.metric: Input should be 'roc_auc', 'pr_auc', 'accuracy', 'precision', 'recall' "
+        "or 'f1' (got 'log_loss')",
+        id="metric-lower-is-better",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 0\n  metric: roc_auc\n  grid:\n    model.max_depth: [3]\n",
+        "tune.jobs: Input should be greater than or equal to 1 (got 0)",
+        id="jobs-0",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: roc_auc\n",
+        "tune.grid: missing key",
+        id="no-grid",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: roc_auc\n  grids: {}\n",
+        "tune.grids: unknown key (typo?",
+        id="misspelt-grid",
+    ),
+    pytest.param("model:\n  max_depth: 3\n", "expected a `tune:` section", id="no-tune-section"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_SPECS)
+def test_tune_refuses_an_invalid_spec_with_one_line(
+    tune_repo: Path, tmp_path: Path, text: str, fragment: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+
+    result = predictflow(tune_repo, "tune", "--spec", spec, check=False)
+
+    line = assert_one_line_error(result, fragment)
+    assert line.startswith(f"predictflow: error: {spec}: "), line
+    assert not (tune_repo / "mlflow_data").exists()
+
+
 def test_tune_refuses_a_missing_spec_with_one_line(tune_repo: Path, tmp_path: Path) -> None:
     spec = tmp_path / "nope.yaml"
 

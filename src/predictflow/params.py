@@ -78,7 +78,8 @@ class TuneParams(_Section):
     """`predictflow tune`'s grid: params.yaml keys (`model.max_depth`) to lists of values."""
 
     jobs: int = Field(ge=1, le=64)
-    metric: str
+    # ranked best-first by the highest value: a metric of metrics/eval.json where higher is better
+    metric: Literal["roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1"]
     grid: dict[str, Annotated[list[GridValue], Field(min_length=1)]] = Field(min_length=1)
 
 
