@@ -268,13 +268,14 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> None:
     from predictflow import tune
-    from predictflow.params import load_params_data
+    from predictflow.params import load_params_data, parse_params
 
     workspace = lineage.workspace_root()
     spec_path = args.spec or workspace / "params.yaml"
     spec = tune.load_spec(spec_path)
-    load_params(workspace / "params.yaml")  # the baseline itself must be valid
-    tune.check_grid(load_params_data(workspace / "params.yaml"), spec.grid, str(spec_path))
+    baseline = load_params_data(workspace / "params.yaml")
+    parse_params(baseline, str(workspace / "params.yaml"))  # the baseline itself must be valid
+    tune.check_grid(baseline, spec.grid, str(spec_path))
     points = tune.grid_points(spec.grid)
     sweep = tune.valid_sweep(args.name or tune.sweep_name())
     jobs = args.jobs or spec.jobs
