@@ -107,6 +107,15 @@ def stage_error_line(result: Result, stage: str, *fragments: str) -> str:
     return errors[0]
 
 
+def committed_text(path: str) -> str:
+    """A project file as HEAD has it. Tests that need the project's own params read this, not
+    the working tree: after the README's tour (`dvc exp run -S model.max_depth=6`) the
+    developer's params.yaml differs, and the suite must not depend on that."""
+    return subprocess.run(
+        ["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def dvc(repo: Path, *args: str, check: bool = True) -> Result:
     return run([sys.executable, "-m", "dvc", *args], repo, check=check)
 

@@ -17,6 +17,8 @@ from predictflow import schema, synth
 from predictflow.params import PrepareParams
 from predictflow.stage import StageError
 
+from .conftest import committed_text
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stages" / "prepare.py"
 
@@ -167,7 +169,7 @@ def test_split_accepts_the_smallest_frames_that_hold_both_classes_in_each_part(
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A working directory laid out like the repository: params.yaml, data/, metrics/."""
-    (tmp_path / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    (tmp_path / "params.yaml").write_text(committed_text("params.yaml"), encoding="utf-8")
     for directory in (RAW.parent, TRAIN.parent, METRICS.parent):
         (tmp_path / directory).mkdir(parents=True, exist_ok=True)
     return tmp_path

@@ -16,7 +16,16 @@ import pytest
 
 from predictflow import lineage
 
-from .conftest import BIN, child_env, copy_project, dvc, git, predictflow, run
+from .conftest import (
+    BIN,
+    assert_one_line_error,
+    child_env,
+    copy_project,
+    dvc,
+    git,
+    predictflow,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -440,10 +449,155 @@ def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
-def test_tune_refuses_an_invalid_grid_before_queueing(repo: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tune_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project that was never run: a refused spec must not need, or make, a store."""
+    return copy_project(tmp_path_factory.mktemp("tune") / "repo")
+
+
+SPEC_HEAD = "tune:\n  jobs: 2\n  metric: roc_auc\n  grid:\n"
+BAD_GRIDS = [
+    pytest.param(
+        "    model.max_depth: [0, 3]\n",
+        "tune.grid: model.max_depth: Input should be greater than or equal to 1 (got 0)",
+        id="out-of-range",
+    ),
+    pytest.param(
+        "    model.learning_rate: [0.1, 1.5]\n",
+        "tune.grid: model.learning_rate: Input should be less than or equal to 1 (got 1.5)",
+        id="out-of-range-float",
+    ),
+    pytest.param(
+        "    model.maxdepth: [3]\n",
+        "tune.grid: model.maxdepth: unknown key (typo?",
+        id="unknown-key",
+    ),
+    pytest.param(
+        "    max_depth: [3]\n",
+        "tune.grid.max_depth: not a params.yaml key (section.key)",
+        id="not-a-dotted-key",
+    ),
+    pytest.param(
+        "    trainer.max_depth: [3]\n",
+        "tune.grid.trainer.max_depth: not a params.yaml key (section.key)",
+        id="unknown-section",
+    ),
+    pytest.param(
+        "    model.max_depth: [3.5]\n",
+        "tune.grid: model.max_depth: Input should be a valid integer (got 3.5)",
+        id="wrong-type-float-for-int",
+    ),
+    pytest.param(
+        "    model.learning_rate: [fast]\n",
+        "tune.grid: model.learning_rate: Input should be a valid number (got 'fast')",
+        id="wrong-type-str-for-float",
+    ),
+    pytest.param(
+        "    model.max_depth: 3\n",
+        "tune.grid.model.max_depth: Input should be a valid list (got 3)",
+        id="not-a-list",
+    ),
+    pytest.param(
+        "    model.max_depth: [[3, 4]]\n",
+        "tune.grid.model.max_depth.0: Input should be a number or a string (got [3, 4])",
+        id="nested-list",
+    ),
+    pytest.param(
+        "    model.max_depth: [~]\n",
+        "tune.grid.model.max_depth.0: Input should be a number or a string (got None)",
+        id="null",
+    ),
+    pytest.param(
+        "    model.max_depth: []\n",
+        "tune.grid.model.max_depth: List should have at least 1 item after validation, not 0",
+        id="empty-list",
+    ),
+    pytest.param("    {}\n", "tune.grid: Dictionary should have at least 1 item", id="empty-grid"),
+    pytest.param(
+        "    model.reg_lambda: [1.0, .inf]\n",
+        "tune.grid.model.reg_lambda.1: Input should be a finite number (got inf)",
+        id="inf",
+    ),
+    pytest.param(
+        "    model.learning_rate: [.nan]\n",
+        "tune.grid.model.learning_rate.0: Input should be a finite number (got nan)",
+        id="nan",
+    ),
+    pytest.param(
+        "    model.max_depth: [3]\n    model.max_depth: [4]\n",
+        'not valid YAML at line 6: found duplicate key "model.max_depth"',
+        id="duplicate-key",
+    ),
+    pytest.param(
+        "    model.max_depth: [3\n",
+        "not valid YAML at line 6",
+        id="invalid-yaml",
+    ),
+]
+
+
+@pytest.mark.parametrize(("grid", "fragment"), BAD_GRIDS)
+def test_tune_refuses_an_invalid_grid_before_queueing(
+    tune_repo: Path, tmp_path: Path, grid: str, fragment: str
+) -> None:
+    """Every spec mistake is one line naming the spec, the key and the value, before anything
+    is queued or any MLflow run (or store) is made."""
     spec = tmp_path / "spec.yaml"
-    spec.write_text("tune:\n  jobs: 2\n  metric: roc_auc\n  grid:\n    model.max_depth: [0, 3]\n")
-    result = predictflow(repo, "tune", "--spec", spec, check=False)
+    spec.write_text(SPEC_HEAD + grid, encoding="utf-8")
+
+    result = predictflow(tune_repo, "tune", "--spec", spec, check=False)
+
+    line = assert_one_line_error(result, f"{spec}: ", fragment)
+    assert line.startswith(f"predictflow: error: {spec}: "), line
     assert result.returncode == 1
-    assert "model.max_depth: Input should be greater than or equal to 1" in result.stderr
-    assert "Queued" not in dvc(repo, "queue", "status").stdout
+    assert "Queued" not in dvc(tune_repo, "queue", "status").stdout
+    assert not (tune_repo / "mlflow_data").exists()
+
+
+BAD_SPECS = [
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: log_loss\n  grid:\n    model.max_depth: [3]\n",
+        "tune.metric: Input should be 'roc_auc', 'pr_auc', 'accuracy', 'precision', 'recall' "
+        "or 'f1' (got 'log_loss')",
+        id="metric-lower-is-better",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 0\n  metric: roc_auc\n  grid:\n    model.max_depth: [3]\n",
+        "tune.jobs: Input should be greater than or equal to 1 (got 0)",
+        id="jobs-0",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: roc_auc\n",
+        "tune.grid: missing key",
+        id="no-grid",
+    ),
+    pytest.param(
+        "tune:\n  jobs: 2\n  metric: roc_auc\n  grids: {}\n",
+        "tune.grids: unknown key (typo?",
+        id="misspelt-grid",
+    ),
+    pytest.param("model:\n  max_depth: 3\n", "expected a `tune:` section", id="no-tune-section"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_SPECS)
+def test_tune_refuses_an_invalid_spec_with_one_line(
+    tune_repo: Path, tmp_path: Path, text: str, fragment: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text, encoding="utf-8")
+
+    result = predictflow(tune_repo, "tune", "--spec", spec, check=False)
+
+    line = assert_one_line_error(result, fragment)
+    assert line.startswith(f"predictflow: error: {spec}: "), line
+    assert not (tune_repo / "mlflow_data").exists()
+
+
+def test_tune_refuses_a_missing_spec_with_one_line(tune_repo: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "nope.yaml"
+
+    result = predictflow(tune_repo, "tune", "--spec", spec, check=False)
+
+    assert_one_line_error(result, f"{spec}: file not found")
+    assert not (tune_repo / "mlflow_data").exists()

@@ -267,19 +267,20 @@ def cmd_doctor(args: argparse.Namespace) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> None:
-    import mlflow
-    import yaml
-
     from predictflow import tune
+    from predictflow.params import load_params_data, parse_params
 
     workspace = lineage.workspace_root()
     spec_path = args.spec or workspace / "params.yaml"
     spec = tune.load_spec(spec_path)
-    params_data = yaml.safe_load((workspace / "params.yaml").read_text(encoding="utf-8"))
+    baseline = load_params_data(workspace / "params.yaml")
+    parse_params(baseline, str(workspace / "params.yaml"))  # the baseline itself must be valid
+    tune.check_grid(baseline, spec.grid, str(spec_path))
     points = tune.grid_points(spec.grid)
-    tune.check_points(params_data, points, str(spec_path))
     sweep = tune.valid_sweep(args.name or tune.sweep_name())
     jobs = args.jobs or spec.jobs
+    import mlflow  # after the checks: a spec error is reported without the 3 s import
+
     # The store exists before the workers start: two processes creating it at once crash.
     experiment_id = tracking.connect(tracking.store_root())
     client = mlflow.MlflowClient()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from predictflow.params import read_yaml, yaml_problem
+
 LOCK_FILE = "dvc.lock"
 PIPELINE_FILE = "dvc.yaml"
 
@@ -64,7 +66,7 @@ def pipeline_outputs(root: Path) -> set[str]:
     """Every out, metric and plot path `dvc.yaml` declares (they change by design on a rerun)."""
     try:
         with open(root / PIPELINE_FILE, encoding="utf-8") as handle:
-            pipeline = yaml.safe_load(handle) or {}
+            pipeline = read_yaml(handle.read()) or {}
     except FileNotFoundError:
         return set()
     paths: set[str] = set()
@@ -119,8 +121,15 @@ class StageHashes:
 
 
 def read_lock(text: str) -> dict[str, StageHashes]:
-    """Parse `dvc.lock` content into per-stage hashes."""
-    lock = yaml.safe_load(text) or {}
+    """Parse `dvc.lock` content into per-stage hashes, with DVC's YAML semantics: PyYAML would
+    read the `1e-05` DVC writes for a float param as a string, and `on` as True."""
+    from ruamel.yaml import YAMLError
+
+    try:
+        lock = read_yaml(text) or {}
+    except YAMLError as err:
+        problem = yaml_problem(err)
+        raise LineageError(f"{LOCK_FILE}: {problem}; restore it with `git checkout`") from None
     stages: dict[str, StageHashes] = {}
     for name, stage in (lock.get("stages") or {}).items():
 

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from predictflow.params import ParamsError, TuneParams, parse_params
+from predictflow.params import ParamsError, TuneParams, describe, load_params_data, parse_params
+from predictflow.stage import StageError
 from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
 
 log = logging.getLogger(__name__)
@@ -30,24 +30,23 @@ log = logging.getLogger(__name__)
 MODEL_OUT = "models/model.pkl"
 
 
-class TuneError(ValueError):
+class TuneError(StageError):
     """The sweep spec is invalid or the queue failed; one line for the user."""
 
 
 def load_spec(path: Path) -> TuneParams:
-    """The `tune:` section of a YAML file (params.yaml, or a spec file of the same shape)."""
+    """The `tune:` section of a YAML file (params.yaml, or a spec file of the same shape), read
+    as DVC reads params, so each point is queued with the value the file shows."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise TuneError(f"{path}: cannot read a tune spec ({type(err).__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("tune"), dict):
+        data = load_params_data(path)
+    except ParamsError as err:
+        raise TuneError(str(err)) from None
+    if not isinstance(data.get("tune"), dict):
         raise TuneError(f"{path}: expected a `tune:` section (jobs, metric, grid)")
     try:
         return TuneParams.model_validate(data["tune"])
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise TuneError(f"{path}: tune.{where}: {first['msg']}") from None
+        raise TuneError(describe(err, str(path), prefix="tune.")) from None
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -56,19 +55,20 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def check_points(params: dict[str, Any], points: list[dict[str, Any]], source: str) -> None:
-    """Each point must make a valid params.yaml: catch `model.max_depth: 0` before queueing."""
-    for point in points:
-        candidate = copy.deepcopy(params)
-        for key, value in point.items():
-            section, _, name = key.partition(".")
-            if section not in candidate or not name:
-                raise TuneError(f"{source}: tune.grid.{key}: not a params.yaml key")
+def check_grid(params: dict[str, Any], grid: dict[str, list[Any]], source: str) -> None:
+    """Each grid value must make a valid params.yaml: catch `model.max_depth: 0` before
+    queueing. Params have no cross-key rules, so checking each value alone covers every point."""
+    for key, values in grid.items():
+        section, _, name = key.partition(".")
+        if not isinstance(params.get(section), dict) or not name:
+            raise TuneError(f"{source}: tune.grid.{key}: not a params.yaml key (section.key)")
+        for value in values:
+            candidate = copy.deepcopy(params)
             candidate[section][name] = value
-        try:
-            parse_params(candidate, source=f"{source} (tune point {point})")
-        except ParamsError as err:
-            raise TuneError(str(err)) from None
+            try:
+                parse_params(candidate, source=f"{source}: tune.grid")
+            except ParamsError as err:
+                raise TuneError(str(err)) from None
 
 
 def run_dvc(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
