@@ -291,7 +291,7 @@ synth_attacks = [
     pytest.param(
         nothing,
         (*SYNTH, "models/model.pkl"),
-        ("tracked by DVC", "dvc.yaml 'train'"),
+        ("tracked by DVC", "dvc.yaml stage 'train'"),
         id="pipeline-out",
     ),
     pytest.param(

@@ -84,6 +84,7 @@ def dvc_tracker(path: Path) -> str | None:
     count), or None when no DVC project tracks it."""
     from dvc.exceptions import DvcException, NotDvcRepoError, OutputNotFoundError
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     target = path.resolve()
     folder = next(p for p in target.parents if p.is_dir())
@@ -96,7 +97,9 @@ def dvc_tracker(path: Path) -> str | None:
                     stage = repo.find_outs_by_path(spelling, strict=False)[0].stage
                 except OutputNotFoundError:
                     continue
-                return stage.relpath if stage.is_data_source else f"{stage.relpath} {stage.name!r}"
+                if isinstance(stage, PipelineStage):
+                    return f"{stage.relpath} stage {stage.name!r}"
+                return stage.relpath  # a `.dvc` file
     except NotDvcRepoError:
         return None
     except DvcException as err:
