@@ -136,6 +136,13 @@ def raw_edited(repo: Path) -> None:
     raw.write_text("".join([*lines, "9999-ZZZZZ" + lines[-1][10:]]))
 
 
+def raw_edited_remote_has_pin(repo: Path) -> None:
+    """The pinned data is on the default remote, so `dvc pull` could restore it, and then the
+    user edits the file."""
+    dvc(repo, "push", "-q", PIN)
+    raw_edited(repo)
+
+
 def raw_foreign(repo: Path) -> None:
     """The user's own real data set put in place, not yet `dvc add`ed."""
     predictflow(repo, "data", "synth", "--rows", "300", "--seed", "9", "--out", "real.csv")
@@ -314,6 +321,7 @@ ENSURE = ("data", "ensure")
 
 ensure_attacks = [
     pytest.param(raw_edited, ENSURE, DIFFERS, id="raw-edited"),
+    pytest.param(raw_edited_remote_has_pin, ENSURE, DIFFERS, id="raw-edited-remote-has-pin"),
     pytest.param(raw_foreign, ENSURE, DIFFERS, id="raw-foreign"),
     pytest.param(raw_same_size, ENSURE, DIFFERS, id="raw-same-size-other-bytes"),
     pytest.param(raw_crlf, ENSURE, DIFFERS, id="raw-crlf"),
