@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from predictflow import lineage, synth, tracking
+from predictflow import io, lineage, synth, tracking
 from predictflow.params import ParamsError, load_params
 from predictflow.stage import USER_ERRORS, StageError, configure_logging
 
@@ -28,6 +28,13 @@ def _print(facts: dict, as_json: bool, text: str) -> None:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> None:
+    io.check_output(args.out)
+    tracker = None if args.force else io.dvc_tracker(args.out)
+    if tracker:
+        raise StageError(
+            f"{args.out}: tracked by DVC ({tracker}); synthetic rows would replace it: "
+            "write them elsewhere, or pass --force to replace it"
+        )
     try:
         synth.write_csv(args.out, rows=args.rows, seed=args.seed)
     except ValueError as err:
@@ -42,11 +49,16 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 
 
 def ensure_raw_data(root: Path, data: Path) -> str:
-    """Make `data` match its `.dvc` pin: keep it, `dvc pull` it, or regenerate it; return how."""
+    """Make `data` match its `.dvc` pin: keep it, `dvc pull` it or regenerate it; return how.
+
+    Only a missing file is restored. A file that differs from the pin may be the user's own work
+    (edited, or their real data not yet `dvc add`ed), so it is never replaced.
+    """
     dvc_file = data.with_name(data.name + ".dvc")
     pinned = lineage.pinned_md5(root / dvc_file)
     path = root / data
-    if path.exists() and lineage.file_md5(path) == pinned:
+    if os.path.lexists(path):
+        _check_pinned(path, data, dvc_file, pinned)
         return "present"
     pull = subprocess.run(
         [sys.executable, "-m", "dvc", "pull", "-q", str(dvc_file)],
@@ -55,17 +67,45 @@ def ensure_raw_data(root: Path, data: Path) -> str:
         text=True,
         check=False,
     )
-    if pull.returncode == 0 and path.exists() and lineage.file_md5(path) == pinned:
+    if os.path.lexists(path):  # whatever pull left, it is checked, never replaced
+        _check_pinned(path, data, dvc_file, pinned)
         return "pulled"
+    log.debug("dvc pull exited %d: %s", pull.returncode, pull.stderr.strip())
     log.info("default DVC remote does not have md5 %s; bootstrapping from the generator", pinned)
-    synth.write_csv(path)
-    actual = lineage.file_md5(path)
+    with io.atomic_path(path) as temp:  # renamed into place only if its md5 is the pin
+        synth.write_csv(temp)
+        actual = lineage.file_md5(temp)
+        if actual != pinned:
+            raise StageError(
+                f"{data}: regenerated md5 {actual} does not match the pin {pinned} in "
+                f"{dvc_file}, and the default DVC remote does not have it; nothing was written: "
+                "run `dvc pull` with access to the remote that holds it"
+            )
+    return "generated"
+
+
+def _check_pinned(path: Path, data: Path, dvc_file: Path, pinned: str) -> None:
+    """Refuse, with what differs and what to do, a raw file whose bytes are not the pin."""
+    if not path.exists():
+        raise StageError(
+            f"{data}: a symlink to {os.readlink(path)}, which does not exist; remove the link, "
+            "then run `predictflow data ensure` again"
+        )
+    if not path.is_file():
+        raise StageError(
+            f"{data}: not a regular file, but {dvc_file} pins a file (md5 {pinned}); move it "
+            "away, then run `predictflow data ensure` again"
+        )
+    try:
+        actual = lineage.file_md5(path)
+    except OSError as err:
+        raise StageError(f"{data}: cannot read it ({err.strerror})") from None
     if actual != pinned:
         raise StageError(
-            f"{data}: regenerated md5 {actual} does not match the pin {pinned} in {dvc_file}; "
-            "the pinned data came from elsewhere: run `dvc pull` with access to its remote"
+            f"{data}: md5 {actual} differs from md5 {pinned} pinned in {dvc_file}; "
+            f"nothing was changed: `dvc add {data}` adopts your file, "
+            f"`dvc checkout --force {data}` drops it for the pinned version"
         )
-    return "generated"
 
 
 def cmd_data_ensure(args: argparse.Namespace) -> None:
@@ -90,7 +130,18 @@ def _default_threshold() -> float:
         return 0.5
 
 
+def _check_predict_args(args: argparse.Namespace) -> None:
+    """Refuse values no user means, and an output that would replace the input, before the
+    model is loaded (which takes seconds)."""
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # nan fails both
+        raise StageError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
+    if args.chunk_rows < 1:
+        raise StageError(f"--chunk-rows {args.chunk_rows}: must be at least 1")
+    io.check_output(args.output, args.input)
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
+    _check_predict_args(args)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -241,6 +292,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from predictflow import report
 
+    io.check_output(args.output)
     view = report.collect(_registry_client(), lineage.workspace_root(), args.version)
     size = report.write(view, args.output)
     facts = {"output": str(args.output), "bytes": size, **view.facts()}
@@ -375,11 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth_cmd.add_argument(
         "--out", type=Path, default=RAW_DATA, help=f"output CSV (default {RAW_DATA})"
     )
+    synth_cmd.add_argument(
+        "--force", action="store_true", help="replace the file even if DVC tracks it"
+    )
     synth_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
     synth_cmd.set_defaults(func=cmd_data_synth)
 
     ensure = data_commands.add_parser(
-        "ensure", help="make the raw data match its .dvc pin: dvc pull, else regenerate it"
+        "ensure",
+        help="restore missing raw data to its .dvc pin: dvc pull, else regenerate it; "
+        "never replaces a file that differs from the pin",
     )
     ensure.add_argument(
         "--path", type=Path, default=RAW_DATA, help=f"DVC-tracked raw file (default {RAW_DATA})"

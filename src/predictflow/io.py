@@ -1,4 +1,5 @@
-"""Atomic file output: a stage that fails half-way leaves no partial file behind."""
+"""Safe file output: a stage that fails half-way leaves no partial file behind, and a command
+refuses an output that would replace its input or a DVC-tracked file before it does any work."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from predictflow.stage import StageError
 
 
 @contextmanager
@@ -41,3 +44,72 @@ def write_json(path: Path | str, data: object) -> None:
     text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file however spelled (`./x`, `d/../x`, a symlink, a hard link).
+
+    Compares identity (st_dev + st_ino, `os.path.samefile`), never strings. A path that does not
+    exist yet is not an existing file.
+    """
+    try:
+        return os.path.samefile(a, b)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """Refuse, before any work, an output that would replace an input or cannot be written.
+
+    Writes nothing: writability is probed with an anonymous temp file in the nearest existing
+    folder, gone when closed.
+    """
+    for source in inputs:
+        if same_file(output, source):
+            raise StageError(
+                f"{output}: is the same file as the input {source}; writing it would "
+                "destroy the input: give another output path"
+            )
+    if output.is_dir():
+        raise StageError(f"{output}: is a directory; give a file path for the output")
+    folder = next(p for p in output.absolute().parents if p.exists())
+    if not folder.is_dir():
+        raise StageError(f"{output}: cannot be created: {folder} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise StageError(
+            f"{output}: cannot write in {folder} ({err.strerror}); give a writable output path"
+        ) from None
+
+
+def dvc_tracker(path: Path) -> str | None:
+    """The `.dvc` file or `dvc.yaml` stage whose out holds `path` (resolved: links and `..`
+    count), or None when no DVC project tracks it."""
+    from dvc.exceptions import DvcException, NotDvcRepoError, OutputNotFoundError
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    target = path.resolve()
+    folder = next(p for p in target.parents if p.is_dir())
+    # As spelled too: with DVC's symlink cache type a tracked file resolves into the cache.
+    spellings = dict.fromkeys([str(target), os.path.abspath(path)])
+    try:
+        with Repo(str(folder)) as repo:
+            for spelling in spellings:
+                try:
+                    stage = repo.find_outs_by_path(spelling, strict=False)[0].stage
+                except OutputNotFoundError:
+                    continue
+                if isinstance(stage, PipelineStage):
+                    return f"{stage.relpath} stage {stage.name!r}"
+                return stage.relpath  # a `.dvc` file
+    except NotDvcRepoError:
+        return None
+    except DvcException as err:
+        raise StageError(
+            f"{path}: cannot tell whether DVC tracks it ({err}); fix the DVC project "
+            "or pass --force"
+        ) from None
+    return None

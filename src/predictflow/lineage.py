@@ -103,12 +103,23 @@ def pinned_md5(dvc_file: Path | str) -> str:
     """The md5 a `.dvc` file pins for its single out (the raw data version)."""
     try:
         with open(dvc_file, encoding="utf-8") as handle:
-            outs = (yaml.safe_load(handle) or {}).get("outs") or []
+            pin = yaml.safe_load(handle)
     except FileNotFoundError:
-        raise LineageError(f"{dvc_file}: not found; track the data with `dvc add`") from None
-    if not outs or "md5" not in outs[0]:
+        raise LineageError(
+            f"{dvc_file}: not found; restore it with `git checkout {dvc_file}`, "
+            "or track the data with `dvc add`"
+        ) from None
+    except OSError as err:
+        raise LineageError(f"{dvc_file}: cannot read it ({err.strerror})") from None
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise LineageError(
+            f"{dvc_file}: not a readable .dvc file; restore it with `git checkout {dvc_file}`"
+        ) from None
+    outs = pin.get("outs") if isinstance(pin, dict) else None
+    first = outs[0] if isinstance(outs, list) and outs else None
+    if not isinstance(first, dict) or "md5" not in first:
         raise LineageError(f"{dvc_file}: no md5 recorded; run `dvc add` on its data")
-    return str(outs[0]["md5"])
+    return str(first["md5"])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,384 @@
+"""Invariant: nothing a user made is destroyed, however the paths are spelled.
+
+Each table row is one attack on a private copy of the pipeline repo (its git history, DVC cache
+and MLflow store included). Every row then gets the same checks: a non-zero exit with exactly one
+`predictflow: error:` line and no traceback, every file of the workspace byte-identical (so no
+stray temp file either), the same `git status`, the registry and its aliases unchanged and no
+MLflow run left RUNNING. Real `predictflow`, `dvc` and MLflow store; no mocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from predictflow import lineage
+
+from .conftest import assert_one_line_error, dvc, git, predictflow
+
+pytestmark = pytest.mark.slow
+
+RAW = "data/customers.csv"
+PIN = "data/customers.csv.dvc"
+ELSEWHERE = "deadbeef" * 4  # a pinned md5 that neither the remote nor the generator can give
+BATCH = "batch.csv"  # a user's own file to score, untracked, in the workspace
+MODEL = ("--model", "models:/churn-predictor@staging")
+# Bookkeeping that DVC, git and MLflow own; the store is compared through the registry below.
+NOT_USER_FILES = {".git", ".dvc/tmp", "mlflow_data"}
+
+Setup = Callable[[Path], None]
+
+
+# --- the checks every row gets ---------------------------------------------------------------
+
+
+def files(root: Path) -> dict[str, str]:
+    """Every file and symlink under `root`: sha256 of a file's bytes, the target of a link."""
+    found: dict[str, str] = {}
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder)
+        rel = here.relative_to(root).as_posix()
+        dirs[:] = [d for d in dirs if f"{rel}/{d}".removeprefix("./") not in NOT_USER_FILES]
+        for name in [*names, *dirs]:
+            path = here / name
+            key = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                found[key] = f"-> {os.readlink(path)}"
+            elif path.is_file():
+                found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def registry(repo: Path) -> list[tuple]:
+    """Each registered version's number, stage, aliases and tags."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return sorted(
+        (v.version, v.current_stage, sorted(v.aliases), sorted(v.tags.items()))
+        for v in client.search_model_versions("name = 'churn-predictor'")
+    )
+
+
+def running_runs(repo: Path) -> list[str]:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.run_id for r in client.search_runs(ids, "attributes.status = 'RUNNING'")]
+
+
+def state(repo: Path) -> dict[str, object]:
+    return {
+        "files": files(repo),
+        "git status": git(repo, "status", "--porcelain").stdout,
+        "registry": registry(repo),
+    }
+
+
+@pytest.fixture
+def repo(pipeline_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the pipeline repo; its default DVC remote (a folder beside it) is empty."""
+    copy = tmp_path / "repo"
+    shutil.copytree(pipeline_repo, copy, symlinks=True)
+    (copy / BATCH).write_text(
+        "".join((pipeline_repo / RAW).read_text().splitlines(keepends=True)[:21])
+    )
+    return copy
+
+
+def assert_refused(repo: Path, setup: Setup, args: tuple[str, ...], fragments: tuple[str, ...]):
+    """Run one attack and check everything that must hold afterwards."""
+    setup(repo)
+    before = state(repo)
+    assert before["registry"], "the copy has no registered version to protect"
+    result = predictflow(repo, *(a.format(repo=repo) for a in args), check=False)
+    assert result.returncode == 1, result
+    assert_one_line_error(result, *fragments)
+    assert state(repo) == before
+    assert running_runs(repo) == []
+
+
+# --- setups: what the user made before running the command -----------------------------------
+
+
+def nothing(repo: Path) -> None:
+    """The copy as it is: the pipeline's data and a batch file to score."""
+
+
+def symlink(name: str, target: str) -> Setup:
+    def make(repo: Path) -> None:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, repo / name)
+
+    return make
+
+
+def hard_link(name: str, target: str) -> Setup:
+    def make(repo: Path) -> None:
+        os.link(repo / target, repo / name)
+
+    return make
+
+
+def raw_edited(repo: Path) -> None:
+    """The user appended a customer by hand."""
+    raw = repo / RAW
+    lines = raw.read_text().splitlines(keepends=True)
+    raw.write_text("".join([*lines, "9999-ZZZZZ" + lines[-1][10:]]))
+
+
+def raw_edited_remote_has_pin(repo: Path) -> None:
+    """The pinned data is on the default remote, so `dvc pull` could restore it, and then the
+    user edits the file."""
+    dvc(repo, "push", "-q", PIN)
+    raw_edited(repo)
+
+
+def raw_foreign(repo: Path) -> None:
+    """The user's own real data set put in place, not yet `dvc add`ed."""
+    predictflow(repo, "data", "synth", "--rows", "300", "--seed", "9", "--out", "real.csv")
+    os.replace(repo / "real.csv", repo / RAW)
+
+
+def raw_same_size(repo: Path) -> None:
+    """Same size as the pinned file, other bytes: two customers swapped."""
+    raw = repo / RAW
+    data = raw.read_bytes()
+    header, first, second, *rest = data.splitlines(keepends=True)
+    raw.write_bytes(b"".join([header, second, first, *rest]))
+    assert raw.stat().st_size == len(data) and raw.read_bytes() != data
+
+
+def raw_crlf(repo: Path) -> None:
+    """The same rows with Windows line endings (how the public file comes)."""
+    raw = repo / RAW
+    raw.write_bytes(raw.read_bytes().replace(b"\n", b"\r\n"))
+
+
+def raw_symlink_to_foreign(repo: Path) -> None:
+    predictflow(repo, "data", "synth", "--rows", "100", "--seed", "3", "--out", "mine.csv")
+    (repo / RAW).unlink()
+    os.symlink("../mine.csv", repo / RAW)
+
+
+def raw_dangling_symlink(repo: Path) -> None:
+    (repo / RAW).unlink()
+    os.symlink("../gone.csv", repo / RAW)
+
+
+def raw_directory(repo: Path) -> None:
+    (repo / RAW).unlink()
+    (repo / RAW).mkdir()
+    (repo / RAW / "part-0.csv").write_text("customerID\n0001-AAAAA\n")
+
+
+def pin_removed(repo: Path) -> None:
+    (repo / PIN).unlink()
+
+
+def pin_text(text: str) -> Setup:
+    def write(repo: Path) -> None:
+        (repo / PIN).write_text(text)
+
+    return write
+
+
+def pin_directory(repo: Path) -> None:
+    (repo / PIN).unlink()
+    (repo / PIN).mkdir()
+
+
+def raw_removed(repo: Path) -> None:
+    (repo / RAW).unlink()
+
+
+def pin_elsewhere(repo: Path) -> None:
+    """The pin moved to data this machine cannot get (another branch, another remote)."""
+    pin_text((repo / PIN).read_text().replace(lineage.pinned_md5(repo / PIN), ELSEWHERE))(repo)
+
+
+def raw_edited_and_pin_elsewhere(repo: Path) -> None:
+    raw_edited(repo)
+    pin_elsewhere(repo)
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+SAME_FILE = ("is the same file as the input", "give another output path")
+PREDICT = ("predict", *MODEL, "--input", BATCH, "--output")
+
+predict_attacks = [
+    pytest.param(nothing, (*PREDICT, BATCH), (BATCH, *SAME_FILE), id="same-spelling"),
+    pytest.param(nothing, (*PREDICT, f"./{BATCH}"), (BATCH, *SAME_FILE), id="dot-slash"),
+    pytest.param(nothing, (*PREDICT, f"data/../{BATCH}"), SAME_FILE, id="dot-dot"),
+    pytest.param(nothing, (*PREDICT, f"{{repo}}/{BATCH}"), SAME_FILE, id="absolute"),
+    pytest.param(
+        symlink("out.csv", BATCH), (*PREDICT, "out.csv"), ("out.csv", *SAME_FILE), id="symlink"
+    ),
+    pytest.param(
+        symlink("links/here", ".."),
+        (*PREDICT, f"links/here/{BATCH}"),
+        SAME_FILE,
+        id="symlinked-folder",
+    ),
+    pytest.param(
+        hard_link("out.csv", BATCH), (*PREDICT, "out.csv"), ("out.csv", *SAME_FILE), id="hard-link"
+    ),
+    pytest.param(
+        symlink("in.csv", BATCH),
+        ("predict", *MODEL, "--input", "in.csv", "--output", BATCH),
+        (BATCH, "in.csv", *SAME_FILE),
+        id="input-is-a-symlink",
+    ),
+    pytest.param(nothing, (*PREDICT, "data"), ("data", "is a directory"), id="output-directory"),
+    pytest.param(nothing, (*PREDICT, "."), (".", "is a directory"), id="output-dot"),
+    pytest.param(
+        nothing,
+        (*PREDICT, f"{BATCH}/scores.csv"),
+        (f"{BATCH}/scores.csv", "not a directory"),
+        id="output-under-a-file",
+    ),
+    pytest.param(
+        nothing,
+        (*PREDICT, "/sys/predictflow-scores.csv"),
+        ("/sys/predictflow-scores.csv", "cannot write in /sys"),
+        id="output-unwritable",
+    ),
+    *(
+        pytest.param(
+            nothing,
+            (*PREDICT, "scores.csv", "--chunk-rows", n),
+            (f"--chunk-rows {n}", "at least 1"),
+            id=f"chunk-rows-{n}",
+        )
+        for n in ("0", "-5")
+    ),
+    *(
+        pytest.param(
+            nothing,
+            (*PREDICT, "scores.csv", f"--threshold={t}"),
+            ("--threshold", "a probability in [0, 1]"),
+            id=f"threshold-{t}",
+        )
+        for t in ("nan", "inf", "-inf", "1.5", "-0.01")
+    ),
+    pytest.param(
+        nothing, ("report", "--output", "data"), ("data", "is a directory"), id="report-directory"
+    ),
+    pytest.param(
+        nothing,
+        ("report", "--output", "/sys/lineage.html"),
+        ("cannot write in /sys",),
+        id="report-unwritable",
+    ),
+]
+
+TRACKED_RAW = ("tracked by DVC", PIN, "--force")
+SYNTH = ("data", "synth", "--rows", "50", "--out")
+
+synth_attacks = [
+    pytest.param(nothing, ("data", "synth"), (RAW, *TRACKED_RAW), id="default-out"),
+    pytest.param(
+        nothing, ("data", "synth", "--rows", "50"), (RAW, *TRACKED_RAW), id="default-out-50-rows"
+    ),
+    pytest.param(nothing, (*SYNTH, f"./{RAW}"), TRACKED_RAW, id="dot-slash"),
+    pytest.param(nothing, (*SYNTH, f"models/../{RAW}"), TRACKED_RAW, id="dot-dot"),
+    pytest.param(nothing, (*SYNTH, f"{{repo}}/{RAW}"), TRACKED_RAW, id="absolute"),
+    pytest.param(symlink("raw.csv", RAW), (*SYNTH, "raw.csv"), TRACKED_RAW, id="symlink"),
+    pytest.param(raw_removed, (*SYNTH, RAW), TRACKED_RAW, id="tracked-but-missing"),
+    pytest.param(
+        nothing,
+        (*SYNTH, "models/model.pkl"),
+        ("tracked by DVC", "dvc.yaml stage 'train'"),
+        id="pipeline-out",
+    ),
+    pytest.param(
+        nothing,
+        (*SYNTH, "metrics/eval.json"),
+        ("tracked by DVC", "'evaluate'"),
+        id="pipeline-metric",
+    ),
+    pytest.param(
+        nothing,
+        (*SYNTH, "metrics/train/plots/new.tsv"),
+        ("tracked by DVC", "'train'"),
+        id="inside-a-directory-out",
+    ),
+    pytest.param(nothing, (*SYNTH, "data"), ("data", "is a directory"), id="out-directory"),
+]
+
+DIFFERS = (RAW, "differs from md5", PIN, f"`dvc add {RAW}`", f"`dvc checkout --force {RAW}`")
+ENSURE = ("data", "ensure")
+
+ensure_attacks = [
+    pytest.param(raw_edited, ENSURE, DIFFERS, id="raw-edited"),
+    pytest.param(raw_edited_remote_has_pin, ENSURE, DIFFERS, id="raw-edited-remote-has-pin"),
+    pytest.param(raw_foreign, ENSURE, DIFFERS, id="raw-foreign"),
+    pytest.param(raw_same_size, ENSURE, DIFFERS, id="raw-same-size-other-bytes"),
+    pytest.param(raw_crlf, ENSURE, DIFFERS, id="raw-crlf"),
+    pytest.param(raw_symlink_to_foreign, ENSURE, DIFFERS, id="raw-symlink-to-foreign"),
+    pytest.param(
+        raw_dangling_symlink, ENSURE, (RAW, "symlink", "does not exist"), id="raw-dangling-link"
+    ),
+    pytest.param(raw_directory, ENSURE, (RAW, "not a regular file", PIN), id="raw-directory"),
+    pytest.param(pin_removed, ENSURE, (PIN, "not found", "git checkout"), id="pin-missing"),
+    pytest.param(
+        pin_text("outs: [\n  - md5: {\n"), ENSURE, (PIN, "git checkout"), id="pin-not-yaml"
+    ),
+    pytest.param(pin_text("outs: 5\n"), ENSURE, (PIN, "no md5 recorded"), id="pin-no-outs"),
+    pytest.param(pin_text("- just a list\n"), ENSURE, (PIN, "no md5"), id="pin-a-list"),
+    pytest.param(pin_directory, ENSURE, (PIN, "cannot read"), id="pin-a-directory"),
+    pytest.param(
+        raw_edited_and_pin_elsewhere, ENSURE, (RAW, "differs", ELSEWHERE), id="raw-and-pin-changed"
+    ),
+]
+
+
+@pytest.mark.parametrize(("setup", "args", "fragments"), predict_attacks)
+def test_predict_and_report_never_replace_an_input(repo, setup, args, fragments) -> None:
+    assert_refused(repo, setup, args, fragments)
+
+
+@pytest.mark.parametrize(("setup", "args", "fragments"), synth_attacks)
+def test_synth_never_replaces_dvc_tracked_data(repo, setup, args, fragments) -> None:
+    assert_refused(repo, setup, args, fragments)
+
+
+@pytest.mark.parametrize(("setup", "args", "fragments"), ensure_attacks)
+def test_ensure_never_replaces_raw_data_that_differs_from_its_pin(
+    repo, setup, args, fragments
+) -> None:
+    assert_refused(repo, setup, args, fragments)
+
+
+# --- what must still work, and what a failed bootstrap leaves --------------------------------
+
+
+def test_failed_bootstrap_leaves_no_file_for_dvc_repro_to_adopt(repo: Path) -> None:
+    """A pin the generator cannot produce, no remote: no file left, and `dvc repro` then cannot
+    rewrite the pin to whatever bytes were generated."""
+    raw_removed(repo)
+    pin_elsewhere(repo)
+    before = state(repo)
+    result = predictflow(repo, *ENSURE, check=False)
+    assert_one_line_error(result, RAW, "regenerated md5", ELSEWHERE, "nothing was written")
+    assert state(repo) == before
+    dvc(repo, "repro", check=False)
+    assert not os.path.lexists(repo / RAW)
+    assert yaml.safe_load((repo / PIN).read_text())["outs"][0]["md5"] == ELSEWHERE
+    assert git(repo, "diff", "--cached", "--name-only").stdout == ""
+
+
+def test_synth_force_replaces_tracked_data(repo: Path) -> None:
+    out = predictflow(repo, "data", "synth", "--rows", "50", "--force").stdout
+    assert f"wrote 50 rows to {RAW}" in out
+    assert len((repo / RAW).read_text().splitlines()) == 51
