@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 
-from predictflow import lineage, registry, stage, tracking
+from predictflow import lineage, promotion, registry, stage, tracking
 from predictflow.io import write_json
-from predictflow.params import load_params
+from predictflow.params import RegisterParams, load_params
 
 log = logging.getLogger(__name__)
 
+STAGE = "register"
 UPSTREAM = "evaluate"
 
 
@@ -40,27 +42,71 @@ def describe_stale(stale: dict[str, list[object]]) -> str:
     return ", ".join(parts)
 
 
-def check_lock(root: Path, model: Path) -> str:
-    """Refuse unless the lock is clean; return the model md5 the lock records."""
+def check_lock(root: Path, model: Path, metrics: Path) -> str:
+    """Refuse unless the lock is clean; return the model md5 the lock records.
+
+    `dvc status` trusts its mtime cache, so a file rewritten with the same size and mtime
+    passes it: the model and the metrics file the gate reads are hashed again here.
+    """
     stale = lineage.stale_stages(root, UPSTREAM)
     if stale:
         raise stage.StageError(
             f"dvc.lock is not clean, refusing to register: {describe_stale(stale)}; "
             "run `dvc repro` first"
         )
-    locked = lineage.locked_out_md5(lineage.load_lock(root), model.as_posix())
-    actual = lineage.file_md5(model)
-    if locked != actual:
+    lock = lineage.load_lock(root)
+    hashes = {}
+    for path in (model, metrics):
+        locked = lineage.locked_out_md5(lock, path.as_posix())
+        hashes[path] = lineage.file_md5(path)
+        if locked != hashes[path]:
+            raise stage.StageError(
+                f"{path}: md5 {hashes[path]} differs from dvc.lock ({locked}); refusing to "
+                f"register (run `dvc repro -f {'train' if path == model else 'evaluate'}`)"
+            )
+    return hashes[model]
+
+
+def held_out_counts(test: Path) -> tuple[int, int]:
+    """Rows of the held-out split and rows of its smallest class (0 when a class is absent)."""
+    import pandas as pd
+
+    from predictflow.schema import TARGET
+
+    target = pd.read_parquet(test, columns=[TARGET])[TARGET]
+    counts = target.value_counts()
+    return len(target), min(int(counts.get(label, 0)) for label in (0, 1))
+
+
+def check_held_out(test: Path, params: RegisterParams) -> tuple[int, int]:
+    """Refuse a split too small for its metrics to mean anything; return its counts."""
+    rows, smallest = held_out_counts(test)
+    gate = promotion.held_out_gate(rows, smallest, params.min_test_rows, params.min_test_class_rows)
+    if not gate.passed:
         raise stage.StageError(
-            f"{model}: md5 {actual} differs from dvc.lock ({locked}); refusing to register"
+            f"{test}: held-out split too small to judge the model: {gate.detail}; nothing "
+            "registered: add data, or raise prepare.test_size, or lower those params"
         )
-    return actual
+    return rows, smallest
+
+
+def lock_without_self(root: Path, dest: Path) -> Path:
+    """A copy of `dvc.lock` without this stage's entry: while `register` runs, that entry is
+    still the previous run's (another version's hashes), so it is left out, never shown."""
+    import yaml
+
+    lock = yaml.safe_load((root / lineage.LOCK_FILE).read_text(encoding="utf-8")) or {}
+    (lock.get("stages") or {}).pop(STAGE, None)
+    path = dest / lineage.LOCK_FILE
+    path.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
+    parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
     parser.add_argument("--receipt", type=Path, default=Path("models/registration.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
@@ -69,7 +115,8 @@ def main() -> None:
 
     params = load_params(args.params)
     workspace, store = lineage.workspace_root(), tracking.store_root()
-    model_md5 = check_lock(workspace, args.model)
+    model_md5 = check_lock(workspace, args.model, args.metrics)
+    rows, smallest = check_held_out(args.test, params.registry)
     roc_auc = float(json.loads(args.metrics.read_text(encoding="utf-8"))["roc_auc"])
 
     runs = tracking.runs_with_model(tracking.connect(store), model_md5)
@@ -80,15 +127,24 @@ def main() -> None:
         )
     run = runs[0]
     tags = {k: v for k, v in run.data.tags.items() if k in tracking.LineageTags.__annotations__}
+    tags |= {registry.HELD_OUT_ROWS: str(rows), registry.HELD_OUT_MIN_CLASS: str(smallest)}
     client = mlflow.MlflowClient()
-    with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_artifact(str(workspace / lineage.LOCK_FILE), "lineage")
+    with mlflow.start_run(run_id=run.info.run_id), tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(str(lock_without_self(workspace, Path(tmp))), "lineage")
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:
-        registry.set_alias(client, "staging", version.version)
+        with tracking.store_lock(store, "promote"):
+            registry.move_alias(
+                client,
+                "staging",
+                str(version.version),
+                who=f"dvc repro ({promotion.who()})",
+                reason=f"quality gate passed: roc_auc {roc_auc:.4f} >= "
+                f"{params.registry.min_roc_auc}",
+            )
     log.info(
         "%s version %s of %s (run %s); quality gate roc_auc %.4f >= %.4f: %s; %s",
         "registered" if created else "already registered as",

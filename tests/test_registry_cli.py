@@ -59,12 +59,17 @@ def test_lineage_answers_both_questions(repo: Path) -> None:
     assert view["run"]["id"] in view["run"]["link"]
     for stage in ("prepare", "featurize", "train", "evaluate"):
         assert view["stages"][stage]["outs"] == lock[stage].outs
-    assert view["missing_lineage"] == [] and view["promotions"] == []
+    assert "register" not in view["stages"]  # its lock entry is the previous run's, never shown
+    assert view["missing_lineage"] == []
+    (staged,) = view["promotions"]  # `dvc repro` moved staging: that move has its audit record
+    assert (staged["from"], staged["to"], staged["status"]) == ("none", "staging", "done")
+    assert staged["who"].startswith("dvc repro") and "quality gate passed" in staged["reason"]
     assert lineage_json(repo, "models:/churn-predictor@staging") == view
     assert lineage_json(repo, "1") == view
 
     text = predictflow(repo, "lineage").stdout
     assert "Which experiment produced it" in text and "Which data and code" in text
+    assert "register              not recorded: dvc.lock gets its entry only after" in text
     assert view["data"]["md5"] in text and view["run"]["id"] in text
 
 
@@ -248,8 +253,9 @@ def test_promote_to_production_moves_alias_and_stage_and_records_who(repo: Path)
     view = lineage_json(repo, "models:/churn-predictor@production")
     assert view["version"] == 1 and "production" in view["aliases"]
     assert view["stage"] == "Production"
-    (event,) = view["promotions"]
-    assert event["from"] == "staging" and event["to"] == "production"
+    staged, event = view["promotions"]
+    assert staged["to"] == "staging" and event["from"] == "staging" and event["to"] == "production"
+    assert event["holds"] == "production,staging" and event["status"] == "done"
     assert event["reason"] == "first release" and event["who"] and event["when"]
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}")

@@ -142,14 +142,13 @@ def _check_predict_args(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     _check_predict_args(args)
-    import mlflow
     from mlflow.exceptions import MlflowException
 
+    from predictflow import registry
     from predictflow.scoring import score_csv
 
-    _registry_client()
     try:
-        model = mlflow.pyfunc.load_model(args.model)
+        model = registry.load_verified(_registry_client(), args.model)
     except (MlflowException, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StageError(f"cannot load model {args.model!r}: {first}") from None
@@ -200,8 +199,12 @@ def cmd_promote(args: argparse.Namespace) -> None:
             version,
             args.to,
             args.reason,
-            min_roc_auc=params.registry.min_roc_auc,
-            max_drop=params.promote.max_roc_auc_drop,
+            promotion.Gates(
+                min_roc_auc=params.registry.min_roc_auc,
+                min_test_rows=params.registry.min_test_rows,
+                min_test_class_rows=params.registry.min_test_class_rows,
+                max_drop=params.promote.max_roc_auc_drop,
+            ),
             allow_dirty=args.allow_dirty,
         )
     except promotion.PromotionRefused as err:
@@ -215,6 +218,12 @@ def cmd_promote(args: argparse.Namespace) -> None:
     }
     if outcome.event is None:
         text = f"version {outcome.version} already holds {outcome.target}; nothing changed"
+    elif outcome.already:
+        text = (
+            f"version {outcome.version} already holds {outcome.target}; its audit record was "
+            f"{'pending' if outcome.event.get('from') != 'unknown' else 'missing'} and is now "
+            "complete"
+        )
     else:
         gates = "\n".join(f"  ok  {g.name}: {g.detail}" for g in outcome.gates)
         text = (

@@ -179,6 +179,23 @@ def check_versions(client) -> Finding:
     )
 
 
+def check_alias_audit(client) -> Finding:
+    """Each alias has an audit record for the move that put it where it is, and the legacy
+    stage mirrors the aliases (a promotion killed half-way breaks both)."""
+    from predictflow.registry import audit_gaps
+
+    gaps = audit_gaps(client)
+    if gaps:
+        return Finding(
+            "alias audit",
+            "problem",
+            "; ".join(gaps),
+            "`predictflow promote N --to ALIAS --reason '...'` for the version that holds the "
+            "alias completes its audit record and stage without moving it",
+        )
+    return Finding("alias audit", "ok", "every alias move has its audit record; stages mirror")
+
+
 def _download_model(version, tmp: str) -> Path:
     import mlflow
 
@@ -272,7 +289,7 @@ def run_checks(
         from predictflow.registry import client_for
 
         client = client_for(store)
-        findings += [check_runs(client, fix), check_versions(client)]
+        findings += [check_runs(client, fix), check_versions(client), check_alias_audit(client)]
     findings += check_lock(workspace)
     findings.append(check_secrets(workspace))
     findings.append(check_remote(workspace, remote))

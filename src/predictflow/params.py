@@ -55,6 +55,8 @@ class EvaluateParams(_Section):
 
 class RegisterParams(_Section):
     min_roc_auc: float = Field(ge=0.0, le=1.0)
+    min_test_rows: int = Field(ge=1)
+    min_test_class_rows: int = Field(ge=1)
 
 
 class PromoteParams(_Section):

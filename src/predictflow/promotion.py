@@ -1,4 +1,4 @@
-"""Moving `staging` / `production` deliberately: gates first, then the alias, then the audit trail.
+"""Moving `staging` / `production` deliberately: gates first, then the alias with its audit record.
 
 Gates are pure functions over facts gathered beforehand, so each is testable alone and a refused
 promotion changes nothing. The alias moves under a lock, and only if the target alias still
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import getpass
 import subprocess
+import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
 TARGETS = ("staging", "production")
 MODEL_PATH = "models/model.pkl"
@@ -125,9 +126,8 @@ def who() -> str:
     return email or getpass.getuser()
 
 
-def held_out_auc(model_uri: str, split: Path) -> float:
-    """ROC AUC of a registered model on the workspace's current evaluation split."""
-    import mlflow
+def held_out_auc(model: PyFuncModel, split: Path) -> float:
+    """ROC AUC of a (verified) registered model on the workspace's current evaluation split."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
@@ -135,25 +135,57 @@ def held_out_auc(model_uri: str, split: Path) -> float:
     from predictflow.scoring import churn_probability
 
     rows = pd.read_parquet(split)
-    model = mlflow.pyfunc.load_model(model_uri)
     return float(roc_auc_score(rows[TARGET], churn_probability(model, rows)))
 
 
-def challenge(client: MlflowClient, version: ModelVersion, split: Path) -> Challenge:
+def challenge(
+    client: MlflowClient, version: ModelVersion, model: PyFuncModel, split: Path
+) -> Challenge:
     if not split.exists():
         raise PromotionRefused(
             f"{split} not found: run `dvc repro` to build the evaluation split first"
         )
     champion = registry.holder(client, "production")
-    challenger = held_out_auc(f"models:/{MODEL_NAME}/{version.version}", split)
+    challenger = held_out_auc(model, split)
     if champion is None:
         return Challenge("roc_auc", challenger)
+    champion_model = registry.load_verified(client, f"models:/{MODEL_NAME}/{champion.version}")
     return Challenge(
-        "roc_auc",
-        challenger,
-        str(champion.version),
-        held_out_auc(f"models:/{MODEL_NAME}/{champion.version}", split),
+        "roc_auc", challenger, str(champion.version), held_out_auc(champion_model, split)
     )
+
+
+def held_out_gate(rows: int | None, smallest: int | None, min_rows: int, min_class: int) -> Gate:
+    """Enough held-out rows, and of each class, for the quality metric to mean something:
+    4 rows can score ROC AUC 1.0 by chance."""
+    if rows is None or smallest is None:
+        return Gate(
+            "held-out size",
+            False,
+            "the version records no held-out size; register it again with `dvc repro`",
+        )
+    return Gate(
+        "held-out size",
+        rows >= min_rows and smallest >= min_class,
+        f"{rows} held-out rows (register.min_test_rows {min_rows}), smallest class "
+        f"{smallest} rows (register.min_test_class_rows {min_class})",
+    )
+
+
+def recorded_held_out(tags: dict[str, str]) -> tuple[int | None, int | None]:
+    """The held-out size and smallest class count `register` tagged the version with."""
+    rows, smallest = tags.get(registry.HELD_OUT_ROWS), tags.get(registry.HELD_OUT_MIN_CLASS)
+    return (int(rows) if rows else None, int(smallest) if smallest else None)
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The params.yaml thresholds a promotion checks."""
+
+    min_roc_auc: float
+    min_test_rows: int
+    min_test_class_rows: int
+    max_drop: float
 
 
 @dataclass
@@ -163,6 +195,7 @@ class Outcome:
     gates: list[Gate]
     previous: str | None
     event: dict[str, str] | None
+    already: bool = False  # the version held the target before; `event` repaired its record
 
 
 def promote(
@@ -172,27 +205,45 @@ def promote(
     version: ModelVersion,
     target: str,
     reason: str,
-    min_roc_auc: float,
-    max_drop: float,
+    limits: Gates,
     allow_dirty: bool = False,
 ) -> Outcome:
-    """Check the gates for `target`; if all pass, move the alias and record the event."""
-    current = client.get_model_version(MODEL_NAME, str(version.version))
+    """Check the gates for `target`; if all pass, move the alias with its audit record.
+
+    Promoting a version that already holds `target` changes no alias, but completes an audit
+    record a crashed promotion left pending (or missing) and re-mirrors the legacy stage.
+    """
+    number = str(version.version)
+    current = client.get_model_version(MODEL_NAME, number)
     aliases = list(current.aliases)
     seen = registry.holder(client, target)  # must still hold the alias when we move it
     if target in aliases:
-        return Outcome(str(version.version), target, [], str(version.version), None)
+        with store_lock(store, "promote"):
+            event = registry.move_alias(client, target, number, who(), reason)
+        return Outcome(number, target, [], number, event, already=True)
     run = client.get_run(current.run_id)
-    gates = [quality_gate(run.data.metrics.get("roc_auc"), min_roc_auc)]
+    gates = [
+        quality_gate(run.data.metrics.get("roc_auc"), limits.min_roc_auc),
+        held_out_gate(
+            *recorded_held_out(current.tags), limits.min_test_rows, limits.min_test_class_rows
+        ),
+    ]
     sealed = None
-    if target == "production":
-        sealed = lineage.sealed_commit(workspace, MODEL_PATH, current.tags.get("model_md5", ""))
-        duel = challenge(client, current, workspace / EVALUATION_SPLIT)
-        gates += production_gates(aliases, current.tags, sealed, duel, max_drop, allow_dirty)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = registry.download_verified(client, current, Path(tmp))  # refuses a swapped model
+        if target == "production":
+            import mlflow
+
+            sealed = lineage.sealed_commit(workspace, MODEL_PATH, current.tags["model_md5"])
+            model = mlflow.pyfunc.load_model(str(local))
+            duel = challenge(client, current, model, workspace / EVALUATION_SPLIT)
+            gates += production_gates(
+                aliases, current.tags, sealed, duel, limits.max_drop, allow_dirty
+            )
     failed = [gate for gate in gates if not gate.passed]
     if failed:
         raise PromotionRefused(
-            f"version {version.version} not promoted to {target}: gate "
+            f"version {number} not promoted to {target}: gate "
             + "; gate ".join(f"'{g.name}' failed ({g.detail})" for g in failed)
         )
     with store_lock(store, "promote"):
@@ -200,17 +251,9 @@ def promote(
         if (now and now.version) != (seen and seen.version):
             raise PromotionRefused(
                 f"{target} moved to version {now.version if now else None} while version "
-                f"{version.version} was being checked; run the promotion again"
+                f"{number} was being checked; run the promotion again"
             )
-        registry.set_alias(client, target, str(version.version))
-        event = {
-            "who": who(),
-            "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "from": ",".join(a for a in aliases if a in TARGETS) or "none",
-            "to": target,
-            "reason": reason,
-        }
-        registry.record_event(client, current, event)
+        event = registry.move_alias(client, target, number, who(), reason)
         if sealed:
-            client.set_model_version_tag(MODEL_NAME, str(version.version), "sealed_commit", sealed)
-    return Outcome(str(version.version), target, gates, seen and str(seen.version), event)
+            client.set_model_version_tag(MODEL_NAME, number, "sealed_commit", sealed)
+    return Outcome(number, target, gates, seen and str(seen.version), event)

@@ -32,8 +32,14 @@ def ui_base() -> str:
     return os.environ.get("PREDICTFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
+# `register` is running when the lock is logged, so the lock's entry for it is the previous
+# run's: another version's hashes. It is never shown (older runs logged it).
+UNRECORDED_STAGES = ("register",)
+
+
 def recorded_stages(client: MlflowClient, run_id: str) -> dict[str, dict[str, Any]]:
-    """Each stage's dep/out md5s and params from the `dvc.lock` logged when it was registered."""
+    """Each upstream stage's dep/out md5s and params from the `dvc.lock` logged at registration
+    (`register` itself left out: see UNRECORDED_STAGES)."""
     from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,6 +51,7 @@ def recorded_stages(client: MlflowClient, run_id: str) -> dict[str, dict[str, An
     return {
         name: {"deps": stage.deps, "outs": stage.outs, "params": stage.params}
         for name, stage in stages.items()
+        if name not in UNRECORDED_STAGES
     }
 
 
@@ -146,9 +153,15 @@ def render(view: dict[str, Any]) -> str:
         for name, stage in view["stages"].items():
             outs = ", ".join(f"{path} {md5[:8]}" for path, md5 in stage["outs"].items())
             lines.append(f"  {name:<22}{outs}")
+        lines += [
+            f"  {name:<22}not recorded: dvc.lock gets its entry only after registration"
+            for name in UNRECORDED_STAGES
+        ]
     lines += ["", "Promotions"]
     lines += [
-        f"  {e['when']}  {e['from']} -> {e['to']}  by {e['who']}: {e['reason']}"
+        f"  {e['when']}  held {e['from']} -> {e['to']} (now holds {e.get('holds', e['to'])})"
+        f"  by {e['who']}: {e['reason']}"
+        + ("" if e.get("status", "done") == "done" else f"  [{e['status'].upper()}]")
         for e in view["promotions"]
     ] or ["  none"]
     return "\n".join(lines)

@@ -7,20 +7,27 @@ Aliases (`staging`, `production`) are the truth; the deprecated stage field is m
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from predictflow.lineage import file_md5
+from predictflow.stage import StageError, checkpoint
 from predictflow.tracking import MODEL_NAME, store_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
 log = logging.getLogger(__name__)
 
 ALIAS_STAGES = {"staging": "Staging", "production": "Production"}
+# Version tags `register` writes: the held-out split the quality metric was measured on.
+HELD_OUT_ROWS, HELD_OUT_MIN_CLASS = "held_out_rows", "held_out_min_class_rows"
 
 
 def version_with_md5(client: MlflowClient, model_md5: str) -> ModelVersion | None:
@@ -52,19 +59,6 @@ def register(
             f"models:/{outputs[-1].model_id}", MODEL_NAME, tags={**tags, "run_id": run.info.run_id}
         )
         return created, True
-
-
-def set_alias(client: MlflowClient, alias: str, version: str) -> None:
-    """Point `alias` at `version` and mirror the legacy stage, archiving the previous holder."""
-    client.set_registered_model_alias(MODEL_NAME, alias, version)
-    stage = ALIAS_STAGES.get(alias)
-    if stage is None or not hasattr(client, "transition_model_version_stage"):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        client.transition_model_version_stage(
-            MODEL_NAME, version, stage, archive_existing_versions=True
-        )
 
 
 class RegistryError(LookupError):
@@ -127,7 +121,79 @@ def holder(client: MlflowClient, alias: str) -> ModelVersion | None:
         return None
 
 
+MODEL_FILE = "model.pkl"  # inside a version's artifacts: the bytes dvc.lock hashes
+
+
+class ArtifactError(StageError):
+    """A version's artifact is unreadable or is not the model its `model_md5` tag names."""
+
+
+def download_verified(client: MlflowClient, version: ModelVersion, dest: Path) -> Path:
+    """Download a version's model into `dest` and check it against its `model_md5` tag.
+
+    Whatever is loaded afterwards is loaded from this checked copy, so a file swapped in the
+    store between the check and the load is never served.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    number = str(version.version)
+    expected = version.tags.get("model_md5")
+    if not expected:
+        raise ArtifactError(
+            f"version {number} has no model_md5 tag, so its artifact cannot be verified; "
+            "register the model again with `dvc repro -f train`"
+        )
+    # MLflow notes an empty download at INFO and returns; the missing file is reported below.
+    logging.getLogger("mlflow.store.artifact.artifact_repo").setLevel(logging.WARNING)
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{version.name}/{number}", dst_path=str(dest)
+            )
+        )
+        actual = file_md5(local / MODEL_FILE) if (local / MODEL_FILE).is_file() else None
+    except (MlflowException, OSError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArtifactError(
+            f"version {number}: its artifacts cannot be read ({detail}); "
+            "register the model again with `dvc repro -f train`"
+        ) from None
+    if actual is None:
+        raise ArtifactError(
+            f"version {number}: its artifacts cannot be read (no {MODEL_FILE} in the store: "
+            "the artifacts folder was deleted or moved); register the model again with "
+            "`dvc repro -f train`, or restore the folder from a backup"
+        )
+    if actual != expected:
+        raise ArtifactError(
+            f"version {number}: artifact {MODEL_FILE} has md5 {actual} but the version's "
+            f"model_md5 tag is {expected}; the stored model was replaced, refusing to use it "
+            "(`predictflow doctor` lists such versions)"
+        )
+    return local
+
+
+def load_verified(client: MlflowClient, uri: str) -> PyFuncModel:
+    """The pyfunc model behind `uri`, loaded only after its md5 matches its `model_md5` tag.
+
+    Registry URIs (`models:/...`) are resolved the way MLflow resolves them; other URIs (a run
+    or a path) carry no registry tag to check and load as given.
+    """
+    import mlflow
+
+    if not uri.startswith("models:/"):
+        return mlflow.pyfunc.load_model(uri)
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    name, number = get_model_name_and_version(client, uri)
+    version = client.get_model_version(name, number)
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.load_model(str(download_verified(client, version, Path(tmp))))
+
+
 PROMOTION_TAG = "promotion."
+PENDING, DONE, ABORTED = "pending", "done", "aborted"
 
 
 def promotion_history(version: ModelVersion) -> list[dict[str, str]]:
@@ -138,11 +204,211 @@ def promotion_history(version: ModelVersion) -> list[dict[str, str]]:
     return [json.loads(version.tags[k]) for k in keys]
 
 
-def record_event(client: MlflowClient, version: ModelVersion, event: dict[str, str]) -> None:
-    """Append one audit event (who, when, from, to, reason) as a numbered version tag."""
+def record_event(client: MlflowClient, version: str, event: dict[str, str]) -> str:
+    """Append one audit event (who, when, from, to, reason) as a numbered version tag; its key.
+
+    The count is read afresh, so an event written by an earlier step of the same move is seen.
+    """
     import json
 
-    number = len([k for k in version.tags if k.startswith(PROMOTION_TAG)]) + 1
-    client.set_model_version_tag(
-        MODEL_NAME, str(version.version), f"{PROMOTION_TAG}{number:04d}", json.dumps(event)
-    )
+    tags = client.get_model_version(MODEL_NAME, version).tags
+    key = f"{PROMOTION_TAG}{len([k for k in tags if k.startswith(PROMOTION_TAG)]) + 1:04d}"
+    client.set_model_version_tag(MODEL_NAME, version, key, json.dumps(event))
+    return key
+
+
+def _set_status(client: MlflowClient, version: str, key: str, status: str) -> dict[str, str]:
+    import json
+
+    event = {
+        **json.loads(client.get_model_version(MODEL_NAME, version).tags[key]),
+        "status": status,
+    }
+    client.set_model_version_tag(MODEL_NAME, version, key, json.dumps(event))
+    return event
+
+
+def mirrored_stage(aliases: list[str], current_stage: str | None) -> str:
+    """The legacy stage a version must show: production wins over staging; a version that held
+    an alias once (its stage is not `None`) and holds none now is `Archived`."""
+    if "production" in aliases:
+        return "Production"
+    if "staging" in aliases:
+        return "Staging"
+    return "Archived" if current_stage not in (None, "None") else "None"
+
+
+def mirror_stage(client: MlflowClient, version: str) -> None:
+    """Make one version's legacy stage agree with its aliases (no-op once stages are gone)."""
+    if not hasattr(client, "transition_model_version_stage"):
+        return
+    current = client.get_model_version(MODEL_NAME, version)
+    wanted = mirrored_stage(list(current.aliases), current.current_stage)
+    if current.current_stage == wanted:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(
+            MODEL_NAME, version, wanted, archive_existing_versions=False
+        )
+
+
+@dataclass(frozen=True)
+class AuditedMove:
+    """One alias move as the audit trail knows it: where the event is and what it says."""
+
+    version: str
+    key: str
+    event: dict[str, str]
+
+    @property
+    def status(self) -> str:
+        return self.event.get("status", DONE)  # events from before the pending step were done
+
+
+def latest_move(client: MlflowClient, alias: str, holder_version: str | None) -> AuditedMove | None:
+    """The newest audit event that moved `alias`: done, or pending on the version now holding it
+    (a pending event elsewhere is a move that never happened; aborted ones are skipped)."""
+    moves = [m for m in _moves(client, alias) if m.status == DONE or m.version == holder_version]
+    return max(moves, key=_order, default=None)
+
+
+def _moves(client: MlflowClient, alias: str) -> list[AuditedMove]:
+    return [
+        AuditedMove(str(v.version), key, event)
+        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+        for key, event in _events(v)
+        if event.get("to") == alias and event.get("status", DONE) != ABORTED
+    ]
+
+
+def _order(move: AuditedMove) -> tuple[object, ...]:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(move.event.get("when", "1970-01-01T00:00:00+00:00")), move.key)
+
+
+def _events(version: ModelVersion) -> list[tuple[str, dict[str, str]]]:
+    import json
+
+    return [
+        (k, json.loads(v)) for k, v in sorted(version.tags.items()) if k.startswith(PROMOTION_TAG)
+    ]
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="microseconds")  # orders moves within a second
+
+
+def move_alias(
+    client: MlflowClient, alias: str, version: str, who: str, reason: str
+) -> dict[str, str] | None:
+    """Point `alias` at `version` so that the alias and its audit record never disagree.
+
+    The event is written first as `pending`, then the alias moves, then both versions' legacy
+    stages are mirrored and the event is marked `done`. A crash in between leaves a pending
+    event that `doctor` reports and the next move of the same alias completes. If the version
+    already holds the alias, only a missing or pending record is repaired. Returns the event
+    written or completed, or None when the trail was already right.
+    """
+    current = client.get_model_version(MODEL_NAME, version)
+    held = sorted(a for a in current.aliases if a in ALIAS_STAGES)
+    if alias in held:
+        return reconcile(client, alias, current, who, reason)
+    for key, event in _events(current):  # an earlier attempt that died before the alias moved
+        if event.get("to") == alias and event.get("status") == PENDING:
+            _set_status(client, version, key, ABORTED)
+    previous = holder(client, alias)
+    event = {
+        "who": who,
+        "when": _now(),
+        "from": ",".join(held) or "none",
+        "to": alias,
+        "holds": ",".join(sorted({*held, alias})),
+        "reason": reason,
+        "status": PENDING,
+    }
+    key = record_event(client, version, event)
+    checkpoint("promote:audit-pending")
+    client.set_registered_model_alias(MODEL_NAME, alias, version)
+    checkpoint("promote:alias-moved")
+    mirror_stage(client, version)
+    if previous is not None and str(previous.version) != version:
+        mirror_stage(client, str(previous.version))
+    return _set_status(client, version, key, DONE)
+
+
+def reconcile(
+    client: MlflowClient, alias: str, current: ModelVersion, who: str, reason: str
+) -> dict[str, str] | None:
+    """`current` holds `alias`: complete its pending event, or write the missing one, and mirror
+    its stage. None when the newest move of `alias` is already a done event on this version."""
+    version = str(current.version)
+    for other in _all_versions(client):  # a crash may have left the previous holder's stage
+        mirror_stage(client, str(other.version))
+    latest = latest_move(client, alias, version)
+    if latest is not None and latest.version == version:
+        if latest.status == DONE:
+            return None
+        return _set_status(client, version, latest.key, DONE)
+    held = sorted(a for a in current.aliases if a in ALIAS_STAGES)
+    event = {
+        "who": who,
+        "when": _now(),
+        "from": "unknown",
+        "to": alias,
+        "holds": ",".join(held),
+        "reason": f"recorded after the fact: {alias} held this version without an audit "
+        f"record ({reason})",
+        "status": DONE,
+    }
+    record_event(client, version, event)
+    return event
+
+
+def audit_gaps(client: MlflowClient) -> list[str]:
+    """Where the aliases, their audit trail and the legacy stages disagree, one line each."""
+    gaps = []
+    for alias in ALIAS_STAGES:
+        current = holder(client, alias)
+        version = str(current.version) if current is not None else None
+        latest = latest_move(client, alias, version)
+        unfinished = [
+            m
+            for m in _moves(client, alias)
+            if m.status == PENDING
+            and m.version != version
+            and (latest is None or _order(m) > _order(latest))
+        ]
+        gaps += [
+            f"{alias}: version {m.version} has a pending audit record for a move that did not "
+            "happen (a promotion died before moving the alias)"
+            for m in unfinished
+        ]
+        if current is None:
+            continue
+        if latest is None or latest.version != version:
+            gaps.append(f"{alias} -> version {version} has no audit record for that move")
+        elif latest.status == PENDING:
+            gaps.append(
+                f"{alias} -> version {version}: its audit record is still pending "
+                "(the promotion died before confirming it)"
+            )
+    for each in _all_versions(client):
+        wanted = mirrored_stage(list(each.aliases), each.current_stage)
+        if each.current_stage != wanted:
+            gaps.append(
+                f"version {each.version} holds {', '.join(sorted(each.aliases)) or 'no alias'} "
+                f"but its legacy stage is {each.current_stage} (should be {wanted})"
+            )
+    return gaps
+
+
+def _all_versions(client: MlflowClient) -> list[ModelVersion]:
+    """Every version with its aliases (search results leave the aliases out)."""
+    return [
+        client.get_model_version(MODEL_NAME, str(v.version))
+        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+    ]
