@@ -217,13 +217,34 @@ def test_a_store_locked_longer_than_the_wait_fails_with_one_line(project: Path, 
     assert file_bytes(project, *USER_FILES) == files
 
 
+def opened(pid: int, path: Path, timeout: float = 300) -> None:
+    """Block until process `pid` has `path` open: it is now waiting for the lock."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(Path(f.path) == path for f in psutil.Process(pid).open_files()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} never opened {path}")
+
+
 @pytest.mark.slow
 def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> None:
     before = store_state(project)
-    # held past MLflow's own 5 s busy timeout after train has started and connects
-    with Holder(project / STORE, 20):
-        result = run(stage_cmd("train"), project, check=False, PREDICTFLOW_STORE_BUSY_TIMEOUT="60")
-    assert result.returncode == 0, result.stderr
+    with Holder(project / STORE, 600):
+        train = subprocess.Popen(
+            stage_cmd("train"),
+            cwd=project,
+            env=child_env(PREDICTFLOW_STORE_BUSY_TIMEOUT="120"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        opened(train.pid, project / STORE)
+        time.sleep(10)  # longer than MLflow's own 5 s busy timeout, then the holder lets go
+    _, stderr = train.communicate(timeout=600)
+    assert train.returncode == 0, stderr
     runs = store_state(project)[1]
     assert len(runs) == len(before[1]) + 1 and all(s == "FINISHED" for _, s in runs)
     assert "up to date" in dvc(project, "status").stdout
@@ -256,6 +277,16 @@ def test_a_busy_wait_that_is_not_a_duration_is_refused(monkeypatch, value: str) 
     monkeypatch.setenv(tracking.BUSY_ENV, value)
     with pytest.raises(tracking.StoreError, match=f"PREDICTFLOW_STORE_BUSY_TIMEOUT='{value}'"):
         tracking.busy_timeout()
+
+
+@pytest.mark.parametrize("content", [b"not a database", b"SQLite format 3\0" + b"\xff" * 4000])
+def test_a_damaged_store_is_one_line_pointing_at_doctor(tmp_path: Path, content: bytes) -> None:
+    run(["git", "init", "-q"], tmp_path)
+    (tmp_path / "mlflow_data").mkdir()
+    (tmp_path / STORE).write_bytes(content)
+    result = predictflow(tmp_path, "lineage", check=False)
+    assert_one_line_error(result, f"sqlite:///{tmp_path / STORE}", "predictflow doctor")
+    assert (tmp_path / STORE).read_bytes() == content
 
 
 # -- 2. migrating a store onto itself, however it is spelled ------------------------------

@@ -167,9 +167,11 @@ def wait_until_free(path: Path, timeout: float, write: bool = True) -> None:
             db.execute("ROLLBACK")
         finally:
             db.close()
-    except sqlite3.OperationalError as err:
+    except sqlite3.DatabaseError as err:
         if not is_busy(err):
-            raise StoreError(f"tracking store sqlite:///{path} cannot be opened: {err}") from None
+            raise StoreError(
+                f"tracking store sqlite:///{path} cannot be used: {err}; run `predictflow doctor`"
+            ) from None
         waited = time.monotonic() - started
         raise StoreError(
             f"tracking store sqlite:///{path} is busy: another process held it locked for "
