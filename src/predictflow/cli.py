@@ -119,7 +119,9 @@ DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@production"
 def _registry_client():
     from predictflow import registry
 
-    return registry.client_for(tracking.store_root())
+    root = tracking.store_root()
+    tracking.reach(tracking.tracking_uri(root))  # bounded: one line, not minutes of retries
+    return registry.client_for(root)
 
 
 def _default_threshold() -> float:

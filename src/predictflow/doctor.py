@@ -1,19 +1,23 @@
 """`predictflow doctor`: find what crashes, races and mistakes leave behind, and say how to fix it.
 
 Each check returns findings (ok / warning / problem, a detail and a fix). `--fix` applies only
-the safe repairs: it marks runs of dead processes KILLED, and backs the store up before it
-upgrades an outdated schema or moves a corrupt database aside. Nothing is ever deleted.
+the safe repairs, each after a verified backup: it marks runs of dead processes KILLED, upgrades
+an outdated schema, rewrites artifact locations left pointing at a folder the project moved
+from, and moves aside a database that fails `PRAGMA integrity_check`. A store another process
+holds locked is busy, not corrupt: it is reported and never touched. Nothing is ever deleted.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,17 +41,96 @@ class Finding:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    return tracking.sqlite_path(uri)
 
 
-def _backup(path: Path, suffix: str) -> Path:
-    backup = path.with_name(f"{path.name}.{suffix}-{time.strftime('%Y%m%d-%H%M%S')}")
-    shutil.copy2(path, backup)
+SIDE_FILES = ("-journal", "-wal", "-shm")  # a hot journal belongs with its database
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _verified_backup(path: Path, suffix: str) -> Path:
+    """A consistent copy through SQLite's backup API, refused unless it passes integrity_check."""
+    backup = path.with_name(f"{path.name}.{suffix}-{_stamp()}")
+    with (
+        closing(sqlite3.connect(path, timeout=tracking.busy_timeout())) as source,
+        closing(sqlite3.connect(backup)) as copy,
+    ):
+        source.backup(copy)
+        verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+    if verdict != "ok":
+        raise StoreRepairError(f"backup {backup} failed integrity_check ({verdict})")
     return backup
 
 
+def _move_aside(path: Path) -> Path:
+    """Move a corrupt database (and its journal) aside, each copy verified byte for byte first.
+
+    A corrupt file cannot pass integrity_check, so the backup is verified by its md5; the
+    original is removed only once its copy matches.
+    """
+    stamp = _stamp()
+    pairs = [
+        (path.with_name(path.name + side), path.with_name(f"{path.name}{side}.corrupt-{stamp}"))
+        for side in ("", *SIDE_FILES)
+    ]
+    pairs = [(src, dst) for src, dst in pairs if src.exists()]
+    for src, dst in pairs:
+        shutil.copy2(src, dst)
+        if lineage.file_md5(dst) != lineage.file_md5(src):
+            dst.unlink()
+            raise StoreRepairError(f"copy of {src} does not match it; nothing moved")
+    for src, _ in pairs:
+        src.unlink()
+    return pairs[0][1]
+
+
+class StoreRepairError(RuntimeError):
+    """A repair refused because its backup could not be verified; the store is unchanged."""
+
+
+def _open_error(path: Path, err: sqlite3.Error) -> Finding:
+    """Busy and unreadable are not corrupt: neither is moved aside."""
+    if tracking.is_busy(err):
+        return Finding(
+            "tracking store",
+            "problem",
+            f"{path} is busy: another process held it locked for "
+            f"{tracking.busy_timeout():.0f} s ({err}); nothing was changed",
+            f"let that process finish (`fuser {path}` names it), then rerun doctor; "
+            f"wait longer with {tracking.BUSY_ENV}=SECONDS",
+        )
+    return Finding(
+        "tracking store",
+        "problem",
+        f"{path} cannot be read: {err}",
+        "check the file's permissions and the disk; nothing was changed",
+    )
+
+
+CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _integrity(path: Path) -> tuple[str, str | None]:
+    """(integrity_check verdict, schema revision); raises sqlite3.Error unless corrupt."""
+    try:
+        uri = f"file:{path}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True, timeout=tracking.busy_timeout())) as db:
+            verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
+            if verdict != "ok":
+                return verdict, None
+            revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as err:
+        if getattr(err, "sqlite_errorcode", None) in CORRUPT_CODES:
+            return f"unreadable ({err})", None
+        raise
+    return verdict, revision[0] if revision else None
+
+
 def check_store(store: Path, fix: bool) -> list[Finding]:
-    """The tracking store answers; a SQLite store is intact and at the current schema."""
+    """The tracking store answers; a SQLite store is free, intact and at the current schema."""
     uri = tracking.tracking_uri(store)
     path = _sqlite_path(uri)
     if path is None:
@@ -62,23 +145,24 @@ def check_store(store: Path, fix: bool) -> list[Finding]:
             )
         ]
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-            revision = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-    except sqlite3.DatabaseError as err:
-        integrity, revision = f"unreadable ({err})", None
+        integrity, revision = _integrity(path)
+    except sqlite3.Error as err:
+        return [_open_error(path, err)]
     if integrity != "ok":
         finding = Finding(
             "tracking store",
             "problem",
             f"{path} is corrupt: {integrity}",
             "predictflow doctor --fix moves it aside (kept as a backup) so the next run starts "
-            "a fresh store; then `dvc repro -f train` logs the current model again",
+            "a fresh store; then `make repro` logs and registers the current model again",
         )
         if fix:
-            backup = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            path.rename(backup)
-            finding.fixed, finding.detail = True, f"{finding.detail}; moved to {backup}"
+            try:
+                moved = _move_aside(path)
+            except (StoreRepairError, OSError) as err:
+                finding.detail += f"; not moved: {err}"
+            else:
+                finding.fixed, finding.detail = True, f"{finding.detail}; moved to {moved}"
         return [finding]
     from mlflow.store.db.utils import _get_latest_schema_revision
 
@@ -91,7 +175,11 @@ def check_store(store: Path, fix: bool) -> list[Finding]:
             f"predictflow doctor --fix (backs it up, then `mlflow db upgrade {uri}`)",
         )
         if fix:
-            backup = _backup(path, "bak")
+            try:
+                backup = _verified_backup(path, "bak")
+            except (StoreRepairError, sqlite3.Error) as err:
+                finding.detail += f"; not upgraded: {err}"
+                return [Finding("tracking store", "ok", f"{uri}: integrity_check ok"), finding]
             upgrade = subprocess.run(
                 [sys.executable, "-m", "mlflow", "db", "upgrade", uri],
                 capture_output=True,
@@ -110,6 +198,10 @@ def _check_server(uri: str) -> Finding:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    try:
+        tracking.reach(uri)
+    except tracking.StoreError as err:
+        return Finding("tracking store", "problem", str(err), "start the server or fix the URI")
     try:
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except (MlflowException, OSError) as err:
@@ -281,15 +373,128 @@ def check_remote(workspace: Path, remote: str | None) -> Finding:
     )
 
 
+RECEIPT = Path("models/registration.json")  # the register stage's out in dvc.yaml
+
+
+def receipt_md5(workspace: Path) -> str | None:
+    """The model md5 the last `register` stage recorded in this workspace, if any."""
+    try:
+        return str(json.loads((workspace / RECEIPT).read_text(encoding="utf-8"))["model_md5"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_receipt(workspace: Path, store: Path, client) -> Finding:
+    """The store has the version the workspace's receipt names: a lost or swapped store has not.
+
+    DVC sees nothing change when the store is deleted or replaced, so `dvc repro` would not
+    register the workspace's model again by itself.
+    """
+    from predictflow.registry import version_with_md5
+
+    model_md5 = receipt_md5(workspace)
+    if model_md5 is None:
+        return Finding("workspace model", "ok", f"no {RECEIPT} yet: nothing to match")
+    found = version_with_md5(client, model_md5) if client is not None else None
+    if found is not None:
+        return Finding(
+            "workspace model",
+            "ok",
+            f"{RECEIPT}: model md5 {model_md5} is version {found.version}",
+        )
+    return Finding(
+        "workspace model",
+        "problem",
+        f"{RECEIPT} names model md5 {model_md5}, but {tracking.tracking_uri(store)} has no "
+        "registered version of it: the store was lost or swapped",
+        "`make repro` logs and registers the workspace's model again",
+    )
+
+
+LOCATIONS = (  # (table, column) of every absolute artifact URI a SQLite store keeps
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+
+
+def _foreign_stores(db: sqlite3.Connection, store: Path) -> dict[str, int]:
+    """`file:` URI prefixes of another `mlflow_data/` this store points into, with row counts."""
+    found: dict[str, int] = {}
+    for table, column in LOCATIONS:
+        for (value,) in db.execute(f"SELECT {column} FROM {table} WHERE {column} LIKE 'file:%'"):
+            if not tracking.outside_store(value, store):
+                continue
+            head, sep, _ = value.partition(f"/{tracking.STORE_DIR}/")
+            prefix = head + sep if sep else value
+            found[prefix] = found.get(prefix, 0) + 1
+    return found
+
+
+def _relocate(db: sqlite3.Connection, old: str, new: str) -> None:
+    for table, column in LOCATIONS:
+        db.execute(
+            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+            f"WHERE substr({column}, 1, ?) = ?",
+            (new, len(old) + 1, len(old), old),
+        )
+
+
+def check_locations(store: Path, fix: bool) -> Finding:
+    """Artifact locations point inside this project: after the folder moves they point back.
+
+    New runs would write into the old folder and old versions would not load. `--fix` rewrites
+    them under this project's `mlflow_data/` (after a verified backup) when the artifacts are
+    there.
+    """
+    path = tracking.sqlite_path(tracking.tracking_uri(store))
+    if path is None or not tracking.uses_local_store(store):
+        return Finding("artifact locations", "ok", "a server keeps its own artifacts")
+    here = tracking.store_dir(store)
+    with closing(sqlite3.connect(path, timeout=tracking.busy_timeout())) as db:
+        foreign = _foreign_stores(db, store)
+    if not foreign:
+        return Finding("artifact locations", "ok", f"every artifact location is under {here}")
+    finding = Finding(
+        "artifact locations",
+        "problem",
+        "the store points outside this project (moved or copied?): "
+        + "; ".join(f"{n} location(s) under {prefix}" for prefix, n in foreign.items()),
+        f"predictflow doctor --fix rewrites them under {here} (after a verified backup)",
+    )
+    if not fix:
+        return finding
+    if not (here / "artifacts").is_dir():
+        finding.detail += f"; not fixed: {here / 'artifacts'} is missing, copy it there first"
+        return finding
+    backup = _verified_backup(path, "bak")
+    new = here.as_uri() + "/"
+    with closing(sqlite3.connect(path, timeout=tracking.busy_timeout())) as db, db:
+        for old in foreign:
+            _relocate(db, old, new)
+    finding.fixed = True
+    finding.detail += f"; rewritten under {here} (backup {backup})"
+    return finding
+
+
 def run_checks(
     workspace: Path, store: Path, fix: bool = False, remote: str | None = None
 ) -> list[Finding]:
+    """Every check in order; a check added here needs only a Finding (or a list of them)."""
     findings = check_store(store, fix)
-    if all(f.status == "ok" for f in findings):  # a just-repaired store is checked next time
+    store_ok = all(f.status == "ok" for f in findings)  # a just-repaired store: next time
+    exists = findings[0].status != "warning"
+    if store_ok:
         from predictflow.registry import client_for
 
         client = client_for(store)
-        findings += [check_runs(client, fix), check_versions(client), check_alias_audit(client)]
+        findings += [check_locations(store, fix), check_runs(client, fix), check_versions(client)]
+        findings.append(check_alias_audit(client))
+        findings.append(check_receipt(workspace, store, client))
+    elif not exists:  # no store at all: lost, if this workspace registered a model
+        findings.append(check_receipt(workspace, store, None))
     findings += check_lock(workspace)
     findings.append(check_secrets(workspace))
     findings.append(check_remote(workspace, remote))
@@ -305,3 +510,36 @@ def render(findings: list[Finding]) -> str:
         if f.fix and f.status != "ok" and not f.fixed:
             lines.append(f"{'':<8} {'':<20} fix: {f.fix}")
     return "\n".join(lines)
+
+
+def receipt_registered(workspace: Path, store: Path) -> bool:
+    """True unless the workspace's receipt names a model the store has not registered."""
+    from predictflow.registry import client_for, version_with_md5
+
+    model_md5 = receipt_md5(workspace)
+    if model_md5 is None:
+        return True
+    uri = tracking.reach(tracking.tracking_uri(store))
+    path = tracking.sqlite_path(uri)
+    if path is not None and not path.exists():
+        return False
+    return version_with_md5(client_for(store), model_md5) is not None
+
+
+NOT_REGISTERED = 10
+
+
+def main() -> None:
+    """`python -m predictflow.doctor`: exit 10 when the store lacks the receipt's model.
+
+    `make repro` runs it after `dvc repro` and, on 10, logs and registers the model again.
+    """
+    if not receipt_registered(lineage.workspace_root(), tracking.store_root()):
+        print(f"doctor: {RECEIPT}'s model is not in the tracking store", file=sys.stderr)
+        sys.exit(NOT_REGISTERED)
+
+
+if __name__ == "__main__":
+    from predictflow import stage
+
+    stage.run("doctor", main)

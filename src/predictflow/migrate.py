@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import tempfile
 import time
 import warnings
@@ -37,6 +38,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from predictflow import tracking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -123,6 +127,31 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def store_identity(uri: str) -> tuple[object, ...]:
+    """What makes two URIs the same store, whatever their spelling.
+
+    A SQLite file is its device and inode (so `/../`, symlinks, relative paths and hard links
+    all match); a server is its scheme, host, port and normalised path. Anything else is
+    compared as written, minus a trailing slash.
+    """
+    path = tracking.sqlite_path(uri)
+    if path is not None:
+        resolved = path.resolve()
+        if resolved.exists():
+            info = resolved.stat()
+            return ("sqlite", info.st_dev, info.st_ino)
+        return ("sqlite", str(resolved))
+    parts = urlsplit(uri)
+    if parts.scheme in DEFAULT_PORTS:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        path_part = posixpath.normpath(unquote(parts.path) or "/").rstrip("/")
+        return (parts.scheme, (parts.hostname or "").lower(), port, path_part)
+    return ("uri", uri.rstrip("/"))
+
+
 def check_source(uri: str) -> None:
     """A SQLite source must exist: opening a missing one would create an empty store."""
     if uri.startswith("sqlite:///"):
@@ -158,9 +187,14 @@ def migrate(
     """Copy everything new from `source_uri` to `target_uri`; see the module docstring."""
     from mlflow.exceptions import MlflowException
 
-    if source_uri.rstrip("/") == target_uri.rstrip("/"):
-        raise MigrationError(f"source and target are the same store: {source_uri}")
+    if store_identity(source_uri) == store_identity(target_uri):
+        raise MigrationError(
+            f"source {source_uri} and target {target_uri} are the same store: "
+            "migrating it onto itself would duplicate every run; pass another --to"
+        )
     check_source(source_uri)
+    for uri in (source_uri, target_uri):
+        tracking.reach(uri)
     check_target(target_uri)
     started = time.monotonic()
     summary = Summary(source=source_uri, target=target_uri)

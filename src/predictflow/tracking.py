@@ -3,6 +3,11 @@
 Default store: `sqlite:///<repo root>/mlflow_data/mlflow.db`, artifacts in `mlflow_data/artifacts`,
 unless `MLFLOW_TRACKING_URI` is set (a team server). The repo root comes from `DVC_ROOT` inside
 DVC's temp experiment workspaces, so queued runs land in the same store as `dvc repro` runs.
+
+Every wait on the store is bounded: a server that refuses or never answers is given up on within
+about 15 s (`HTTP_DEFAULTS`, unless the user set those variables), and a SQLite store another
+process holds locked is waited for `PREDICTFLOW_STORE_BUSY_TIMEOUT` seconds (default 30), then
+reported busy. Either way the command stops with one line naming the store, before it writes.
 """
 
 from __future__ import annotations
@@ -10,13 +15,18 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from predictflow.lineage import workspace_root
+from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -95,17 +105,143 @@ def store_lock(root: Path, name: str = "store") -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class StoreError(StageError):
+    """The store cannot be used now: unreachable, locked by another process, or moved."""
+
+
+# MLflow retries a failed request 7 times with a 120 s timeout each (minutes against a dead
+# server). Two attempts of at most 5 s, 1 s apart, keep every call under about 15 s.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+PROBE_TIMEOUT = 5.0
+BUSY_ENV = "PREDICTFLOW_STORE_BUSY_TIMEOUT"
+BUSY_DEFAULT = 30.0
+
+
+def bound_http_waits() -> None:
+    """Bounded retries and timeouts for MLflow's HTTP client; a value the user set wins."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def busy_timeout() -> float:
+    """Seconds to wait for a SQLite store another process holds locked."""
+    raw = os.environ.get(BUSY_ENV, "")
+    try:
+        seconds = float(raw) if raw else BUSY_DEFAULT
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise StoreError(f"{BUSY_ENV}={raw!r}: expected a number of seconds >= 0")
+    return seconds
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (relative paths against the working directory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).absolute()
+
+
+def is_busy(err: sqlite3.Error) -> bool:
+    return getattr(err, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def wait_until_free(path: Path, timeout: float, write: bool = True) -> None:
+    """Block (at most `timeout` s) while another process holds the SQLite store locked.
+
+    MLflow's own SQLite connections give up after 5 s with a long traceback, possibly halfway
+    through a run; waiting here first, before anything is written, leaves nothing half-done.
+    `write` waits for the write lock, else only for a lock that blocks readers.
+    """
+    started = time.monotonic()
+    try:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        if not is_busy(err):
+            raise StoreError(
+                f"tracking store sqlite:///{path} cannot be used: {err}; run `predictflow doctor`"
+            ) from None
+        waited = time.monotonic() - started
+        raise StoreError(
+            f"tracking store sqlite:///{path} is busy: another process held it locked for "
+            f"{waited:.0f} s; retry when it is done (wait longer: {BUSY_ENV}=SECONDS)"
+        ) from None
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Any HTTP answer from the server, within `timeout`; else one line naming the URI."""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as err:
+        why = (
+            f"no answer within {timeout:.0f} s"
+            if isinstance(err, requests.Timeout)
+            else (f"cannot connect: {type(err).__name__}")
+        )
+        raise StoreError(
+            f"tracking server {uri} does not answer ({why}): start it (`make server`) or fix "
+            "MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def reach(uri: str, write: bool = True) -> str:
+    """Make sure the store at `uri` can be used now, within a bounded wait; return the URI."""
+    bound_http_waits()
+    path = sqlite_path(uri)
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
+    elif path is not None and path.is_file():
+        wait_until_free(path, busy_timeout(), write=write)
+    return uri
+
+
+def location_path(location: str) -> Path | None:
+    """The local folder of a `file:` artifact URI, else None."""
+    if not location.startswith("file:"):
+        return None
+    return Path(url2pathname(urlsplit(location).path))
+
+
+def outside_store(location: str, root: Path) -> bool:
+    """A local artifact location that is not inside this project's `mlflow_data/`.
+
+    An experiment's artifact_location is an absolute URI fixed at creation: after the project
+    folder moves, new runs would write their artifacts back into the old path.
+    """
+    path = location_path(location)
+    return path is not None and not path.resolve().is_relative_to(store_dir(root).resolve())
+
+
 def connect(root: Path) -> str:
     """Point MLflow at the project's store, create it and the experiment once; return its id."""
     import mlflow
 
-    uri = tracking_uri(root)
+    uri = reach(tracking_uri(root))
     mlflow.set_tracking_uri(uri)
     with store_lock(root):
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
             experiment_id = experiment.experiment_id
+            if uses_local_store(root) and outside_store(experiment.artifact_location, root):
+                raise StoreError(
+                    f"experiment {EXPERIMENT!r} keeps artifacts in "
+                    f"{experiment.artifact_location}, outside this project's {store_dir(root)} "
+                    "(the project was moved or its store copied): run `predictflow doctor --fix`"
+                )
         else:
             location = (store_dir(root) / "artifacts").as_uri() if uses_local_store(root) else None
             experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
