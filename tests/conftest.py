@@ -23,6 +23,7 @@ BIN = Path(sys.executable).parent
 # Variables that would point a child at another store or make it think it runs inside DVC.
 LEAKY_ENV = (
     "MLFLOW_TRACKING_URI",
+    "MLFLOW_BACKEND_STORE_URI",
     "MLFLOW_REGISTRY_URI",
     "MLFLOW_EXPERIMENT_NAME",
     "MLFLOW_EXPERIMENT_ID",
@@ -149,6 +150,10 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     proc.wait(timeout=timeout)
 
 
+# What `make install` builds into the working tree beside .venv: DVC's offline plots page.
+INSTALLED_FILES = (".dvc/plots.html",)
+
+
 def copy_project(dest: Path) -> Path:
     """This working tree's project files (what git tracks or would track), as a new git repo."""
     listed = (
@@ -167,6 +172,9 @@ def copy_project(dest: Path) -> Path:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    for name in INSTALLED_FILES:  # git-ignored, made by `make install`
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, dest / name)
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "copy of the project under test")

@@ -470,3 +470,91 @@ def test_screenshot_in_docs_is_a_png() -> None:
     """The README shows docs/report.png: it must exist and be an image."""
     assert SCREENSHOT.read_bytes().startswith(report.PNG_MAGIC)
     assert "docs/report.png" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+# --- many versions: a sweep registers one per point ---------------------------------------------
+
+
+def test_columns_are_alias_holders_then_the_newest_and_the_rest_is_summarised() -> None:
+    views = [
+        view(n, ["production"] if n == 3 else ["staging"] if n == 7 else [])
+        for n in range(50, 0, -1)
+    ]
+    shown = report.shown_versions(views, selected=3)
+    assert [v["version"] for v in shown] == [3, 7, 50, 49]
+    assert report.version_ranges([1, 2, 4, 5, 6, 8, 47]) == "v1-v2, v4-v6, v8, v47"
+    assert [v["version"] for v in report.shown_versions(views, selected=20)] == [3, 7, 20, 50]
+
+
+def register_many(uri: str, count: int) -> None:
+    """`count` versions with runs and complete lineage, straight through MLflow (no training)."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("churn-prediction")
+    client.create_registered_model("churn-predictor")
+    for number in range(1, count + 1):
+        run_ = client.create_run(experiment, run_name=f"sweep-point-{number:02d}")
+        client.log_metric(run_.info.run_id, "roc_auc", 0.80 + number / 10_000)
+        client.log_param(run_.info.run_id, "model.max_depth", str(3 + number % 6))
+        client.set_terminated(run_.info.run_id)
+        tags = {
+            "git_commit": f"{number:040x}",
+            "git_dirty": "false",
+            "data_md5": "d" * 32,
+            "data_path": "data/customers.csv",
+            "model_md5": f"{number:032x}",
+            "sealed_commit": f"{number:040x}",
+        }
+        client.create_model_version(
+            "churn-predictor", f"file:///nonexistent/{number}", run_.info.run_id, tags=tags
+        )
+    client.set_registered_model_alias("churn-predictor", "production", "3")
+    client.set_registered_model_alias("churn-predictor", "staging", "7")
+
+
+# Measures the laid-out page: the production header's right edge against the visible width.
+MEASURE = """<script>
+const th = [...document.querySelectorAll('thead th')]
+  .find(t => /^version 3( |$)/.test(t.textContent));
+const scroll = th.closest('.scroll');
+document.title = 'measured ' + JSON.stringify({right: th.getBoundingClientRect().right,
+  visible: Math.min(window.innerWidth, scroll.getBoundingClientRect().right),
+  overflow: scroll.scrollWidth - scroll.clientWidth});
+</script>"""
+
+
+def test_report_over_50_versions_keeps_production_in_view(browser: str, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    register_many(uri, 50)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    built = report.collect(client, REPO)
+    assert built.selected == 3 and len(built.views) == 50
+    page = report.render(built)
+    assert "+ 46 more versions: v1-v2, v4-v6, v8-v48" in page
+    out = tmp_path / "lineage.html"
+    out.write_text(page, encoding="utf-8")
+    code, _, stderr = chromium(
+        browser,
+        tmp_path / "profile-shot",
+        f"--screenshot={tmp_path / 'report-50.png'}",
+        "--window-size=1600,1200",
+        out.as_uri(),
+    )
+    assert code == 0, stderr[-4000:]
+
+    # The page allows no script (its CSP); the measuring copy drops the CSP and adds one.
+    measured = tmp_path / "measured.html"
+    probe = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
+    measured.write_text(probe.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    code, dom, stderr = chromium(
+        browser,
+        tmp_path / "profile-dom",
+        "--window-size=1600,1200",
+        "--dump-dom",
+        measured.as_uri(),
+    )
+    assert code == 0, stderr[-4000:]
+    box = json.loads(re.search(r"<title>measured (\{.*?\})</title>", dom)[1])
+    assert box["right"] <= box["visible"], box
+    assert box["overflow"] <= 0, box  # the shown columns fit: no sideways scrolling
+    if os.environ.get("PREDICTFLOW_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "report-50.png", SCREENSHOT.with_name("report-50-versions.png"))

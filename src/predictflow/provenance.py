@@ -25,7 +25,8 @@ RECORDED_LOCK = "lineage/dvc.lock"
 
 
 def ui_base() -> str:
-    """Where runs are linked: the tracking server itself, else `make ui`'s address."""
+    """Where runs are linked: the tracking server itself, else `PREDICTFLOW_UI_URL` (set it when
+    `make ui` runs elsewhere, e.g. `PORT=5050 make ui`), else `make ui`'s default address."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri.startswith(("http://", "https://")):
         return uri.rstrip("/")
@@ -125,8 +126,10 @@ def render(view: dict[str, Any]) -> str:
     code, data, run = view["code"], view["data"], view["run"]
     aliases = ", ".join(view["aliases"]) or "none"
     dirty = {True: "dirty", False: "clean", None: "unknown"}[code["git_dirty"]]
+    # MLflow reports "no legacy stage" as the string "None"; say nothing rather than that.
+    stage = f"  stage: {view['stage']}" if view["stage"] not in (None, "None") else ""
     lines = [
-        f"{view['model']} version {view['version']}  aliases: {aliases}  stage: {view['stage']}",
+        f"{view['model']} version {view['version']}  aliases: {aliases}{stage}",
         "",
         "Which experiment produced it",
         f"  run         {run['id']} ({run['name']}, {run['status']})",

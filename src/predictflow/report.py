@@ -367,6 +367,7 @@ figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radi
   padding: 10px; text-align: center; }
 figure img { max-width: 100%; max-height: 440px; }
 figcaption { color: var(--muted); margin-top: 4px; }
+p.more { color: var(--muted); margin: 6px 2px 0; }
 footer { margin-top: 36px; color: var(--muted); font-size: 13px; }
 """
 
@@ -466,9 +467,55 @@ def render_summary(view: dict[str, Any]) -> str:
     return f'<div class="cards">{body}</div>'
 
 
+MAX_COLUMNS = 4  # what fits side by side at 1,600 px with full commits, md5s and run ids
+ALIAS_ORDER = {"production": 0, "staging": 1}
+
+
+def shown_versions(views: list[dict[str, Any]], selected: int) -> list[dict[str, Any]]:
+    """The columns worth a reader's width: versions holding an alias (production first), the
+    selected one, then the newest, up to MAX_COLUMNS. An experiment sweep registers a version
+    per point, so showing every version would push the production column off the page."""
+
+    def alias_rank(view: dict[str, Any]) -> tuple[int, int]:
+        return min(ALIAS_ORDER.get(a, len(ALIAS_ORDER)) for a in view["aliases"]), -view["version"]
+
+    chosen = sorted((v for v in views if v["aliases"]), key=alias_rank)
+    chosen += [v for v in views if v["version"] == selected and not v["aliases"]]
+    for view in views:  # newest first
+        if len(chosen) >= MAX_COLUMNS:
+            break
+        if view not in chosen:
+            chosen.append(view)
+    return chosen
+
+
+def version_ranges(numbers: list[int]) -> str:
+    """`v1-v42, v44`: consecutive version numbers as ranges."""
+    spans: list[list[int]] = []
+    for number in sorted(numbers):
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(f"v{a}" if a == b else f"v{a}-v{b}" for a, b in spans)
+
+
+def render_hidden(report: Report, shown: list[dict[str, Any]]) -> str:
+    """One line for the versions left out of the table, and how to see one of them."""
+    hidden = [v["version"] for v in report.views if v not in shown]
+    if not hidden:
+        return ""
+    return (
+        f'<p class="more">+ {len(hidden)} more version{"s" if len(hidden) > 1 else ""}: '
+        f"{e(version_ranges(hidden))} (<code>predictflow report --version N</code> "
+        "or <code>predictflow lineage models:/churn-predictor/N</code> shows one)</p>"
+    )
+
+
 def render_versions(report: Report) -> str:
-    """One column per version: registry, code and data, held-out metrics, params."""
-    views, best = report.views, best_values(report.views)
+    """One column per shown version: registry, code and data, held-out metrics, params."""
+    views = shown_versions(report.views, report.selected)
+    best = best_values(views)
 
     def cell(view: dict[str, Any], content: str, cls: str = "") -> str:
         classes = " ".join(
@@ -514,7 +561,7 @@ def render_versions(report: Report) -> str:
     rows = [
         group("Registry"),
         row("aliases", lambda v: cell(v, badges(v["aliases"]))),
-        row("stage", lambda v: cell(v, e(v["stage"]))),
+        row("stage", lambda v: cell(v, e(v["stage"] if v["stage"] != "None" else "none"))),
         row("registered", lambda v: cell(v, e(report.registered.get(v["version"])) or missing())),
         row(
             "MLflow run",
@@ -543,9 +590,10 @@ def render_versions(report: Report) -> str:
         f'<div class="scroll"><table><thead><tr><th></th>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
+    table += render_hidden(report, views)
     if not shared:
         return table
-    title = "Run params" if len(views) == 1 else "Run params shared by every version"
+    title = "Run params" if len(views) == 1 else "Run params shared by every version shown"
     items = "".join(f"<div><dt>{e(k)}</dt><dd>{mono(v)}</dd></div>" for k, v in shared.items())
     return f'{table}<div class="shared"><h3>{title}</h3><dl>{items}</dl></div>'
 

@@ -39,18 +39,56 @@ def checkpoint(name: str) -> None:
 
 
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "dvc")
+VERBOSE_ENV = "PREDICTFLOW_VERBOSE"
+
+# Library notices about choices the project made on purpose, so nothing for the user to act on.
+KNOWN_NOTICES = {
+    # train logs with cloudpickle because skops refuses XGBoost types (docs: FINDINGS).
+    "mlflow.sklearn": "Saving scikit-learn models in the pickle or cloudpickle format",
+}
+
+
+class _DropNotice(logging.Filter):
+    """Drop one library message that starts with a known prefix; let the rest through."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Libraries speak only for warnings a user must act on (their notes too with `verbose`).
+
+    MLflow sets its own logger levels and handlers when it is first imported, which may happen
+    after this runs, so its level is also set through `MLFLOW_LOGGING_LEVEL`, which it reads then.
+    Its progress bar for artifact downloads is off unless asked for.
+    """
+    level = logging.INFO if verbose else logging.WARNING
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(level))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", str(verbose).lower())
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(level)
+    for logger, prefix in KNOWN_NOTICES.items():
+        if not verbose:
+            logging.getLogger(logger).addFilter(_DropNotice(prefix))
 
 
 def configure_logging(name: str, level: int) -> None:
     """`<name>: message` lines on stderr; libraries only speak up for warnings."""
     logging.basicConfig(level=level, format=f"{name}: %(message)s")
-    for noisy in NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries(verbose=level <= logging.DEBUG)
 
 
 def run(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback."""
-    configure_logging(name, logging.INFO)
+    """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback.
+
+    A stage says what it did in a line or two; `PREDICTFLOW_VERBOSE=1 dvc repro` shows more.
+    """
+    verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    configure_logging(name, logging.DEBUG if verbose else logging.INFO)
     try:
         main()
     except USER_ERRORS as err:
