@@ -8,6 +8,7 @@ rewrites docs/mlflow-runs-datasets.png and docs/mlflow-model-version.png.
 from __future__ import annotations
 
 import html
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -120,3 +121,20 @@ def test_run_and_model_pages_show_the_dataset_digests(
     url = f"{ui}/#/experiments/{experiment_id}/models/{model_id}?{TRAINING}"
     dom = page(browser, tmp_path / "model", url)
     assert f"data/prepared/test.parquet (#{test_md5})" in dom, dom[-3000:]
+
+
+def test_compare_view_shows_each_fact_once(pipeline_repo: Path) -> None:
+    """Params are what `train` reads, under params.yaml names; each number has one name."""
+    import yaml
+
+    client = store(pipeline_repo)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    (run,) = client.search_runs([experiment.experiment_id])
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    read_by_train = {"base.seed": str(params["base"]["seed"])} | {
+        f"model.{key}": str(value) for key, value in params["model"].items()
+    }
+    assert run.data.params == read_by_train
+    held_out = set(json.loads((pipeline_repo / "metrics" / "eval.json").read_text()))
+    curves = {"validation_0-logloss", "validation_1-logloss"}
+    assert set(run.data.metrics) == held_out | curves
