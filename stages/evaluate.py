@@ -58,8 +58,14 @@ def write_plots(plots_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
             table.to_csv(table_tmp, index=False, float_format="%.6g")
 
 
-def log_to_run(model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path):
-    """Attach metrics and figures to the train run of this model, if the store has it."""
+def log_to_run(
+    model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path, test: Path
+) -> None:
+    """Attach metrics and figures to the train run of this model, if the store has it.
+
+    The metrics name the test split as their dataset and the logged model as theirs, so the
+    model version in the registry shows which data it was scored on (DVC's md5 as digest).
+    """
     import mlflow
 
     runs = tracking.runs_with_model(tracking.connect(tracking.store_root()), model_md5)
@@ -70,8 +76,13 @@ def log_to_run(model_md5: str, scores: dict[str, float], figs: dict, plots_dir: 
             model_md5,
         )
         return
-    with mlflow.start_run(run_id=runs[0].info.run_id):
-        mlflow.log_metrics(scores)
+    run = runs[0]
+    repo = tracking.repository(tracking.store_root())
+    split = tracking.parquet_dataset(test, repo, run.data.tags.get("git_commit", ""))
+    tracking.log_dataset(run.info.run_id, split, "evaluation")
+    model_id = run.outputs.model_outputs[-1].model_id if run.outputs.model_outputs else None
+    with mlflow.start_run(run_id=run.info.run_id):
+        mlflow.log_metrics(scores, run_id=run.info.run_id, model_id=model_id, dataset=split)
         for name, fig in figs.items():
             mlflow.log_figure(fig, f"evaluation/{name}")
         mlflow.log_artifacts(str(plots_dir), "evaluation/data")
@@ -115,6 +126,7 @@ def main() -> None:
         scores,
         figures(y_true, proba, threshold, importance),
         args.plots_dir,
+        args.test,
     )
 
 

@@ -11,10 +11,12 @@ import logging
 import pickle
 import shutil
 import tempfile
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,7 +24,10 @@ from predictflow import lineage, stage, tracking
 from predictflow.io import atomic_path
 from predictflow.model import assemble, build_classifier, fit_classifier
 from predictflow.params import Params, load_params
-from predictflow.schema import FEATURES, TARGET
+from predictflow.schema import FEATURES, NUMERIC_FEATURES, RAW_COLUMNS, TARGET
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +36,14 @@ SERVING_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "clo
 
 
 def flat_params(params: Params) -> dict[str, object]:
-    """params.yaml as dotted keys (`model.max_depth`), the names `dvc exp show` uses."""
-    return {
-        f"{section}.{key}": value
-        for section, values in params.model_dump(by_alias=True).items()
-        for key, value in values.items()
+    """The params `train` reads (dvc.yaml `train: params:`) under their params.yaml names.
+
+    Only these: a section the run never used (`tune.grid`) would show up in MLflow's compare view
+    as a difference between runs that trained the same model.
+    """
+    dumped = params.model_dump(by_alias=True)
+    return {"base.seed": params.base.seed} | {
+        f"model.{key}": value for key, value in dumped["model"].items()
     }
 
 
@@ -52,15 +60,36 @@ def pinned_requirements() -> list[str]:
 
 
 def input_example(split: Path, rows: int = 5) -> pd.DataFrame:
-    """The first clean rows in the raw layout, without reading the whole split (4M rows at 5M)."""
+    """The first rows in the raw layout as a CSV reader with `dtype=str` gives them.
+
+    Read without the whole split (4M rows at 5M); text, because that is what clients send and
+    what the served pipeline's cleaning step accepts.
+    """
     import pyarrow.parquet as pq
 
     batches = pq.ParquetFile(split).iter_batches(batch_size=rows, columns=list(FEATURES))
-    return next(batches).to_pandas()
+    return next(batches).to_pandas().astype(str)
+
+
+def serving_signature(example: pd.DataFrame, output: object) -> ModelSignature:
+    """What clients really send: categories as text, numbers as numbers or text (blank allowed).
+
+    Every feature is required, so a missing column is refused naming it; `customerID` and
+    `Churn` are not in the schema, so rows straight from the raw file are accepted as they are.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema(
+        [ColSpec(AnyType() if c in NUMERIC_FEATURES else "string", c) for c in FEATURES]
+    )
+    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
 
 
 def enable_autolog(model_type: str) -> None:
-    """Autolog the flavour that trains: params and per-round metrics.
+    """Autolog the flavour that trains: its per-round curves (`validation_0-logloss` on the
+    train split, `validation_1-logloss` on the test split).
 
     The model is logged once by `train` (pinned requirements) and feature importance is plotted
     once by `evaluate`, so autolog does neither; patching only the flavour in use saves the
@@ -75,9 +104,37 @@ def enable_autolog(model_type: str) -> None:
         mlflow.sklearn.autolog(**options)
 
 
-def final_metrics(curves: dict[str, list[float]]) -> dict[str, float]:
-    """Last value of each curve, named for MLflow (`train_logloss`, `test_logloss`)."""
-    return {name.replace("/", "_"): values[-1] for name, values in curves.items() if values}
+@contextmanager
+def without_autolog_params() -> Iterator[None]:
+    """Autolog's params stay out of the run; `flat_params` logs each fact once instead.
+
+    Autolog would add ~37 estimator and booster params: `max_depth` again next to
+    `model.max_depth`, `num_boost_round` next to `model.n_estimators`, and many "None".
+    Neither autolog offers a switch for params, so its queueing client drops them while the
+    model fits; its per-round metrics go through the same client untouched.
+    """
+    from mlflow.utils.autologging_utils.client import MlflowAutologgingQueueingClient
+
+    original = MlflowAutologgingQueueingClient.log_params
+    MlflowAutologgingQueueingClient.log_params = lambda self, run_id, params: None
+    try:
+        yield
+    finally:
+        MlflowAutologgingQueueingClient.log_params = original
+
+
+def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags) -> None:
+    """The raw file and the train split as the run's datasets, digests as DVC pins them."""
+    from mlflow.types import ColSpec, Schema
+
+    repo = tracking.repository(tracking.store_root())
+    commit = lineage_tags.git_commit
+    raw_schema = Schema([ColSpec("string", column) for column in RAW_COLUMNS])
+    raw = tracking.dataset(
+        Path(lineage_tags.data_path), lineage_tags.data_md5, raw_schema, repo, commit
+    )
+    tracking.log_dataset(run_id, raw, "source")
+    tracking.log_dataset(run_id, tracking.parquet_dataset(example, repo, commit), "training")
 
 
 def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
@@ -106,7 +163,6 @@ def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool 
 
 def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     import mlflow
-    from mlflow.models import infer_signature
 
     train_set = pd.read_parquet(args.features_train)
     test_set = pd.read_parquet(args.features_test)
@@ -135,9 +191,11 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
             {**data_lineage.as_tags(), **tracking.process_tags(), **tracking.sweep_tags()}
         )
         mlflow.log_params(flat_params(params))
+        log_datasets(run.info.run_id, args.example, data_lineage)
         classifier = build_classifier(params.model, params.base.seed)
         stage.checkpoint("train:fit")
-        curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
+        with without_autolog_params():
+            curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
         vars(classifier).pop("_mlflow_run_id", None)
@@ -149,22 +207,17 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
                 "train/logloss": [log_loss(y_train, classifier.predict_proba(x_train)[:, 1])],
                 "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
             }
-        mlflow.log_metrics(final_metrics(curves))
         log_curves(args.live_dir, curves, has_commit=commit is not None)
 
-        with warnings.catch_warnings():
-            # MLflow hints that integer columns can't hold missing values; the data contract
-            # rejects a row missing `tenure` or `SeniorCitizen` before any model sees it.
-            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
-            info = mlflow.sklearn.log_model(
-                model,
-                name=MODEL_ARTIFACT,
-                serialization_format="cloudpickle",
-                signature=infer_signature(example, model.predict_proba(example)),
-                input_example=example,
-                pip_requirements=pinned_requirements(),
-                pyfunc_predict_fn="predict_proba",
-            )
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            serialization_format="cloudpickle",
+            signature=serving_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=pinned_requirements(),
+            pyfunc_predict_fn="predict_proba",
+        )
         stage.checkpoint("train:logged")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))

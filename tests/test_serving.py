@@ -1,8 +1,9 @@
-"""`mlflow models serve` of `churn-predictor@production`: the REST endpoint a deployment would run.
+"""The registered model through every door: `mlflow.pyfunc`, `mlflow models serve`, `predict`.
 
-The served model must score clean raw-layout rows exactly like the pickled pipeline DVC hashes,
-ignore extra columns such as `customerID`, and reject a row missing a feature with a 4xx that
-names the column. Loopback only; the server is always killed with its process group.
+The served model must score raw-layout rows as a CSV reader gives them (blank `TotalCharges` at
+tenure 0, numbers as text, stray spaces) exactly like `evaluate` scored the same customers,
+ignore extra columns such as `customerID`, and reject a row missing a feature with a message
+that names the column. Loopback only; the server is always killed with its process group.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ import pytest
 
 from predictflow.schema import FEATURES
 
-from .conftest import BIN, child_env, free_port, stop_process_group
+from .conftest import (
+    BIN,
+    assert_one_line_error,
+    child_env,
+    free_port,
+    predictflow,
+    stop_process_group,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -160,3 +168,65 @@ def test_production_alias_is_served_over_rest_like_the_dvc_model(
         # the message also lists the whole schema (which names every column): look for the verdict
         message = json.loads(text)["message"]
         assert re.search(r"missing inputs \[[^\]]*'tenure'", message), message
+
+
+def raw_rows_of_test_customers(repo: Path, path: Path) -> pd.Series:
+    """Write rows of held-out customers exactly as the raw file has them (blank `TotalCharges`
+    at tenure 0 included) with stray spaces added; return `evaluate`'s score for each, in order.
+    """
+    scored = pd.read_parquet(repo / "data" / "predictions" / "test.parquet")
+    raw = pd.read_csv(repo / "data" / "customers.csv", dtype=str, keep_default_na=False)
+    held_out = raw[raw["customerID"].isin(scored["customerID"])]
+    new = held_out[held_out["tenure"] == "0"].head(3)
+    assert len(new) and (new["TotalCharges"] == "").all(), "the data has no tenure-0 customer"
+    rows = pd.concat([new, held_out[held_out["tenure"] != "0"].head(7)])
+    rows["gender"] = " " + rows["gender"] + " "
+    rows["tenure"] = rows["tenure"] + " "
+    rows.loc[rows["tenure"] == "0 ", "TotalCharges"] = " "  # the public IBM file's blank
+    rows.to_csv(path, index=False)
+    return scored.set_index("customerID").loc[rows["customerID"], "churn_probability"]
+
+
+def test_every_door_scores_raw_rows_like_evaluate(pipeline_repo: Path, tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
+    rows = tmp_path / "new_customers.csv"
+    expected = raw_rows_of_test_customers(pipeline_repo, rows).to_numpy()
+    as_read = pd.read_csv(rows)  # the blank makes pandas read TotalCharges (and tenure) as text
+    assert not pd.api.types.is_numeric_dtype(as_read["TotalCharges"])
+    as_text = pd.read_csv(rows, dtype=str)
+    model_uri = f"models:/{MODEL}@{ALIAS}"
+
+    with production_alias(uri, "1"):
+        mlflow.set_tracking_uri(uri)
+        model = mlflow.pyfunc.load_model(model_uri)
+        for frame in (as_read, as_text):
+            np.testing.assert_array_equal(model.predict(frame)[:, 1], expected)
+        with pytest.raises(mlflow.exceptions.MlflowException, match=r"missing inputs.*'tenure'"):
+            model.predict(as_read.drop(columns=["tenure"]))
+
+        out = tmp_path / "scores.csv"
+        predictflow(pipeline_repo, "predict", "--model", model_uri, "--input", str(rows),
+                    "--output", str(out))  # fmt: skip
+        np.testing.assert_array_equal(pd.read_csv(out)["churn_probability"], expected)
+        as_read.drop(columns=["tenure"]).to_csv(tmp_path / "no_tenure.csv", index=False)
+        missing = predictflow(pipeline_repo, "predict", "--model", model_uri,
+                              "--input", str(tmp_path / "no_tenure.csv"),
+                              "--output", str(tmp_path / "none.csv"), check=False)  # fmt: skip
+        assert_one_line_error(missing, "missing required column", "tenure")
+
+        with served(pipeline_repo, uri, tmp_path / "server.log") as base:
+            # what a client sends: pandas' own JSON of the file as read (blank -> null) or as text
+            bodies = {
+                "dataframe_split": json.loads(as_read.to_json(orient="split", index=False)),
+                "dataframe_records": json.loads(as_text.to_json(orient="records")),
+            }
+            for key, body in bodies.items():
+                status, text = request(f"{base}/invocations", {key: body})
+                assert status == 200, (key, text)
+                np.testing.assert_array_equal(np.array(predictions(text))[:, 1], expected)
+            no_tenure = json.loads(as_text.drop(columns=["tenure"]).to_json(orient="records"))
+            status, text = request(f"{base}/invocations", {"dataframe_records": no_tenure})
+            assert 400 <= status < 500, (status, text)
+            assert re.search(r"missing inputs \[[^\]]*'tenure'", json.loads(text)["message"])

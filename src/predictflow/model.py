@@ -1,12 +1,14 @@
 """The estimator: a featurizer fitted on the train split, a classifier, and the pipeline of both.
 
-The registered model is the whole scikit-learn pipeline, so anything that holds clean rows in the
-raw layout (batch scoring, `mlflow models serve`) scores them with no extra code.
+The registered model is the whole scikit-learn pipeline, cleaning step included, so anything that
+holds raw-layout rows as a CSV reader gives them (batch scoring, `mlflow.pyfunc`, `mlflow models
+serve`) scores them with no extra code and exactly as `evaluate` does.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -14,7 +16,25 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from predictflow.params import FeaturizeParams, ModelParams
-from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean_features
+
+
+class ContractCleaner(TransformerMixin, BaseEstimator):
+    """The data contract's lenient cleaning as the served pipeline's first step.
+
+    Without it the registry would serve a model that needs code outside it (training/serving
+    skew): blank `TotalCharges`, numbers as text and stray spaces would fail or score wrong.
+    Stateless, so the pickle stays byte-identical for the same data and params.
+    """
+
+    def fit(self, rows: pd.DataFrame, y: object = None) -> ContractCleaner:
+        return self
+
+    def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
+        return clean_features(rows)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
 
 
 def build_featurizer(params: FeaturizeParams) -> ColumnTransformer:
@@ -81,8 +101,10 @@ def fit_classifier(
 
 
 def assemble(featurizer: ColumnTransformer, classifier: object) -> Pipeline:
-    """The served model: fitted featurizer then fitted classifier."""
-    return Pipeline([("features", featurizer), ("classifier", classifier)])
+    """The served model: contract cleaning, fitted featurizer, fitted classifier."""
+    return Pipeline(
+        [("clean", ContractCleaner()), ("features", featurizer), ("classifier", classifier)]
+    )
 
 
 def feature_importance(model: Pipeline) -> pd.DataFrame:

@@ -319,3 +319,28 @@ def clean(
                 "training needs both Yes and No"
             )
     return result, report
+
+
+def _as_read(values: pd.Series) -> pd.Series:
+    """A column as a CSV reader with `dtype=str` gives it: text, blank where a value is missing."""
+    text = values.astype(str)
+    return text.where(values.notna(), "")
+
+
+def clean_features(rows: pd.DataFrame, source: str = "model input") -> pd.DataFrame:
+    """Raw-layout rows as a client holds them -> typed features, one row out per row in.
+
+    What the served model applies before featurizing, so every door (pyfunc, REST, `predict`)
+    scores a row the same way: numbers may arrive as numbers or as text, `TotalCharges` blank at
+    tenure 0, padded with spaces; `customerID` and `Churn` are optional. The lenient contract
+    (`clean`) does the work; a row it would drop cannot be scored and is named instead.
+    """
+    raw = rows.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
+    raw = raw.apply(_as_read)
+    if ID not in raw.columns:  # ids only key the output of `predict`; a client need not send one
+        raw.insert(0, ID, [f"row {i + 1}" for i in range(len(raw))])
+    typed, _ = clean(raw, source, strict_categories=False, require_target=False)
+    if len(typed) < len(raw):
+        index = raw.index.difference(typed.index)[0]
+        _fail(source, "TotalCharges", index, "", "blank at tenure > 0, so the row cannot be scored")
+    return typed.loc[:, list(FEATURES)]

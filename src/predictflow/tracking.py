@@ -13,10 +13,13 @@ reported busy. Either way the command stops with one line naming the store, befo
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import sqlite3
+import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,13 +28,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from predictflow.lineage import workspace_root
+from predictflow.lineage import file_md5, workspace_root
 from predictflow.stage import StageError
 
 if TYPE_CHECKING:
+    from mlflow.entities import Dataset as DatasetEntity
     from mlflow.entities import Run
+    from mlflow.types import Schema
 
 EXPERIMENT = "churn-prediction"
+# MLflow's UI opens an experiment by this tag; without it a new one opens on the GenAI overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MODEL_NAME = "churn-predictor"
 STORE_DIR = "mlflow_data"
 
@@ -242,9 +249,14 @@ def connect(root: Path) -> str:
                     f"{experiment.artifact_location}, outside this project's {store_dir(root)} "
                     "(the project was moved or its store copied): run `predictflow doctor --fix`"
                 )
+            for key, value in EXPERIMENT_KIND.items():  # stores made before the tag was set
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment_id, key, value)
         else:
             location = (store_dir(root) / "artifacts").as_uri() if uses_local_store(root) else None
-            experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
+            experiment_id = client.create_experiment(
+                EXPERIMENT, artifact_location=location, tags=EXPERIMENT_KIND
+            )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -306,3 +318,60 @@ def runs_with_model(experiment_id: str, model_md5: str) -> list[Run]:
         order_by=["attributes.start_time DESC"],
         output_format="list",
     )
+
+
+DATASET_SOURCE_TYPE = "local"  # MLflow's UI shows a local source's `uri` as "Path: ..."
+
+
+def repository(root: Path) -> str:
+    """How a reader finds the code: git's `origin` remote when there is one, else the path."""
+    out = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True, text=True
+    )
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else str(root)
+
+
+def dataset(
+    path: Path, md5: str, schema: Schema, repo: str, commit: str, rows: int | None = None
+) -> DatasetEntity:
+    """A DVC-tracked file as an MLflow dataset, without reading its rows.
+
+    The digest is DVC's md5 of the whole file (MLflow's own hashes only the first 10,000 rows),
+    and the source names repository, commit and path (`repo@commit:path`, git's `rev:path`), so
+    the runs list and the model version answer "which data" with what `dvc get` needs.
+    """
+    from mlflow.entities import Dataset
+
+    where = path.as_posix()
+    source = {"uri": f"{repo}@{commit}:{where}", "repo": repo, "commit": commit, "path": where}
+    return Dataset(
+        name=where,
+        digest=md5,
+        source_type=DATASET_SOURCE_TYPE,
+        source=json.dumps(source),
+        schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+        profile=json.dumps({"num_rows": rows}) if rows is not None else None,
+    )
+
+
+def parquet_dataset(path: Path, repo: str, commit: str) -> DatasetEntity:
+    """A parquet split as a dataset: schema and row count from its footer, md5 streamed."""
+    import pyarrow.parquet as pq
+    from mlflow.models import infer_signature
+
+    parquet = pq.ParquetFile(path)
+    with warnings.catch_warnings():
+        # a hint about integer columns and missing values: this schema describes a file only
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        schema = infer_signature(parquet.schema_arrow.empty_table().to_pandas()).inputs
+    return dataset(path, file_md5(path), schema, repo, commit, parquet.metadata.num_rows)
+
+
+def log_dataset(run_id: str, dataset: DatasetEntity, context: str) -> None:
+    """Attach `dataset` to the run in `context` (training / evaluation / source)."""
+    import mlflow
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+    mlflow.MlflowClient().log_inputs(run_id, [DatasetInput(dataset, tags)])
