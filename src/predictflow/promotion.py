@@ -8,15 +8,13 @@ other is refused.
 
 from __future__ import annotations
 
-import getpass
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import lineage, registry
-from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock
+from predictflow import access, lineage, registry
+from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -114,17 +112,6 @@ def production_gates(
     return gates
 
 
-def who() -> str:
-    """The promoting person: git's user.email when configured, else the login name."""
-    try:
-        email = subprocess.run(
-            ["git", "config", "user.email"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except FileNotFoundError:
-        email = ""
-    return email or getpass.getuser()
-
-
 def held_out_auc(model_uri: str, split: Path) -> float:
     """ROC AUC of a registered model on the workspace's current evaluation split."""
     import mlflow
@@ -176,7 +163,14 @@ def promote(
     max_drop: float,
     allow_dirty: bool = False,
 ) -> Outcome:
-    """Check the gates for `target`; if all pass, move the alias and record the event."""
+    """Check the gates for `target`; if all pass, move the alias and record the event.
+
+    On a team server the server refuses what the caller's permissions do not allow; production
+    additionally takes a releaser (MLflow cannot express that), and `who` is the login the
+    server authenticated, not a name the caller typed.
+    """
+    uri = tracking_uri(store)
+    caller = access.require_releaser(uri) if target == "production" else access.caller(uri)
     current = client.get_model_version(MODEL_NAME, str(version.version))
     aliases = list(current.aliases)
     seen = registry.holder(client, target)  # must still hold the alias when we move it
@@ -204,7 +198,8 @@ def promote(
             )
         registry.set_alias(client, target, str(version.version))
         event = {
-            "who": who(),
+            "who": caller.name,
+            "who_verified": "true" if caller.verified else "false",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "from": ",".join(a for a in aliases if a in TARGETS) or "none",
             "to": target,
