@@ -49,10 +49,16 @@ def configure_logging(name: str, level: int) -> None:
 
 
 def run(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback."""
+    """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback.
+
+    A team server refusing the credentials or the role (401/403) is such an error.
+    """
+    from predictflow import access, tracking  # access builds on this module
+
     configure_logging(name, logging.INFO)
     try:
-        main()
+        with access.refusals(tracking.tracking_uri(tracking.store_root())):
+            main()
     except USER_ERRORS as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(1)
