@@ -266,6 +266,10 @@ def test_pipeline_logs_and_registers_on_the_team_server(
         assert findings["server auth"]["status"] == "problem"
         assert "without authentication" in findings["server auth"]["detail"]
         assert "make server" in findings["server auth"]["fix"]
+        refused = run(
+            [BIN / "predictflow", "access", "whoami"], repo, check=False, **login(server.uri, None)
+        )
+        assert_one_line_error(refused, server.uri, "without authentication", "make server")
 
 
 # -- 2. migration from the SQLite store ------------------------------------------------------
@@ -742,3 +746,8 @@ def test_a_stage_refused_by_the_server_is_one_line(
     )
     stage_error_line(result, "train", team.server.uri, *fragments)
     assert runs() == before
+
+
+def test_access_on_the_local_store_says_where_roles_live(tmp_path: Path) -> None:
+    result = run([BIN / "predictflow", "access", "whoami"], tmp_path, check=False)
+    assert_one_line_error(result, "is a local store", "MLFLOW_TRACKING_URI")

@@ -358,8 +358,13 @@ def cmd_access(args: argparse.Namespace) -> None:
             f"{uri} is a local store: users and roles live on a team server; set "
             "MLFLOW_TRACKING_URI to it (and an admin's MLFLOW_TRACKING_USERNAME / PASSWORD)"
         )
+    me = access.caller(uri)
+    if not me.verified:
+        raise StageError(
+            f"{access.server_of(uri)} runs without authentication, so it has no users or roles: "
+            "restart it with `make server` (auth is on unless PREDICTFLOW_INSECURE_NO_AUTH=1)"
+        )
     if args.access_command == "whoami":
-        me = access.caller(uri)
         role = "admin" if me.is_admin else access.role_of(uri, me.name)
         facts = {
             "server": access.server_of(uri),
