@@ -1,8 +1,20 @@
 """`make server`: the team's MLflow tracking server, PostgreSQL store, artifacts served by it.
 
-Every setting comes from the environment (all optional):
+Authentication is on: MLflow's basic-auth app (users, per-experiment and per-model
+permissions; roles are granted with `predictflow access`). The admin's credentials come from the
+environment or from the git-ignored file `.env` at the repository root, never from the repo:
 
-  PORT                    port on 127.0.0.1 (default 5001)
+  MLFLOW_AUTH_ADMIN_USERNAME  admin user (default admin)
+  MLFLOW_AUTH_ADMIN_PASSWORD  admin password: required; MLflow creates the admin with it on
+                              the first start (later starts ignore it; rotate it through MLflow)
+
+The users and permissions live in their own database next to the store (`<store db>_auth`).
+PREDICTFLOW_INSECURE_NO_AUTH=1 turns authentication off: one user, 127.0.0.1 only.
+
+Other settings, from the environment (all optional):
+
+  PREDICTFLOW_SERVER_HOST address to bind (default 127.0.0.1; only loopback without auth)
+  PORT                    port (default 5001)
   PREDICTFLOW_DB_URI      backend store (default postgresql://root@127.0.0.1:5432/predictflow);
                           the database is created when it does not exist yet
   PREDICTFLOW_ARTIFACTS   where the server keeps artifacts. Default: s3://predictflow-mlflow-artifacts
@@ -19,10 +31,14 @@ Clients never touch the artifact store: the server proxies uploads and downloads
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import secrets
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +48,9 @@ DEFAULT_PORT = "5001"
 DEFAULT_DB_URI = "postgresql://root@127.0.0.1:5432/predictflow"
 S3_ARTIFACTS = "s3://predictflow-mlflow-artifacts"
 LOCAL_ARTIFACTS = REPO / "mlflow_data" / "server-artifacts"
+SECRETS_FILE = REPO / ".env"
+INSECURE = "PREDICTFLOW_INSECURE_NO_AUTH"
+ADMIN_USER, ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"
 
 
 class ServerError(RuntimeError):
@@ -122,13 +141,95 @@ def check_bucket(destination: str, env: dict[str, str]) -> None:
         raise ServerError(f"artifact store {endpoint or 'S3'}: {err}") from None
 
 
+def auth_enabled(env: dict[str, str]) -> bool:
+    return env.get(INSECURE, "") not in ("1", "true", "yes")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def bind_host(env: dict[str, str]) -> str:
+    """Without authentication the server is one person's: it never listens beyond loopback."""
+    host = env.get("PREDICTFLOW_SERVER_HOST") or HOST
+    if not auth_enabled(env) and not is_loopback(host):
+        raise ServerError(
+            f"PREDICTFLOW_SERVER_HOST={host} with {INSECURE}=1 would serve an open registry "
+            f"to the network; unset PREDICTFLOW_SERVER_HOST or unset {INSECURE}"
+        )
+    return host
+
+
+def admin_credentials(env: dict[str, str], secrets: Path = SECRETS_FILE) -> dict[str, str]:
+    """The admin's user name and password: the environment first, then the git-ignored `.env`."""
+    from dotenv import dotenv_values
+
+    found = {}
+    if secrets.is_file():
+        if _tracked_by_git(secrets):
+            raise ServerError(
+                f"{secrets} is tracked by git: a password there is in the history; "
+                f"`git rm --cached {secrets.name}`, rotate the password, keep the file local"
+            )
+        values = dotenv_values(secrets)
+        found = {k: values[k] for k in (ADMIN_USER, ADMIN_PASSWORD) if values.get(k)}
+    found.update({k: env[k] for k in (ADMIN_USER, ADMIN_PASSWORD) if env.get(k)})
+    if not found.get(ADMIN_PASSWORD):
+        raise ServerError(
+            f"no admin password: set {ADMIN_PASSWORD} (and optionally {ADMIN_USER}, default "
+            f"admin) in the environment or in {secrets} (git-ignored), or run "
+            f"`{INSECURE}=1 make server` for a single user on 127.0.0.1"
+        )
+    found.setdefault(ADMIN_USER, "admin")
+    return found
+
+
+def _tracked_by_git(path: Path) -> bool:
+    listed = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", path.name],
+        cwd=path.parent,
+        capture_output=True,
+        check=False,
+    )
+    return listed.returncode == 0
+
+
+def auth_database_uri(store_uri: str) -> str:
+    """The users and grants live next to the store: `<db>_auth` on the same PostgreSQL."""
+    parts = urlsplit(store_uri)
+    if not parts.scheme.startswith("postgres"):
+        raise ServerError(f"{store_uri}: authentication needs a PostgreSQL store")
+    return parts._replace(path=parts.path.rstrip("/") + "_auth").geturl()
+
+
+def write_auth_config(auth_db: str, admin_user: str) -> Path:
+    """MLflow's basic_auth.ini for this server. No password in it: MLflow reads the admin's from
+    MLFLOW_AUTH_ADMIN_PASSWORD. Unknown users get nothing until granted a role."""
+    text = (
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = {auth_db}\n"
+        f"admin_username = {admin_user}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    handle, name = tempfile.mkstemp(prefix="predictflow-basic-auth-", suffix=".ini")
+    with os.fdopen(handle, "w") as out:  # mkstemp: mode 0600, the DB URI may hold a password
+        out.write(text)
+    return Path(name)
+
+
 def command(env: dict[str, str]) -> list[str]:
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    auth = ["--app-name", "basic-auth"] if auth_enabled(env) else []
     return [
         mlflow,
         "server",
+        *auth,
         "--host",
-        HOST,
+        bind_host(env),
         "--port",
         env.get("PORT") or DEFAULT_PORT,
         "--backend-store-uri",
@@ -148,26 +249,45 @@ def main() -> None:
     parser.add_argument("--print", action="store_true", help="print the command, run nothing")
     args = parser.parse_args()
     env = dict(os.environ)
-    cmd = command(env)
-    if args.print:
-        print(shlex.join(cmd))
-        return
-    uri, destination = cmd[cmd.index("--backend-store-uri") + 1], artifacts_destination(env)
     try:
-        if ensure_database(uri):
-            print(f"mlflow-server: created database {urlsplit(uri).path.lstrip('/')}", flush=True)
+        cmd = command(env)
+        if args.print:
+            print(shlex.join(cmd))
+            return
+        uri, destination = cmd[cmd.index("--backend-store-uri") + 1], artifacts_destination(env)
+        if auth_enabled(env):
+            env.update(admin_credentials(env))
+        for database in [uri, auth_database_uri(uri)] if auth_enabled(env) else [uri]:
+            if ensure_database(database):
+                name = urlsplit(database).path.lstrip("/")
+                print(f"mlflow-server: created database {name}", flush=True)
         check_bucket(destination, env)
     except ServerError as err:
         print(f"mlflow-server: error: {err}", file=sys.stderr)
         sys.exit(1)
+    if auth_enabled(env):
+        config = write_auth_config(auth_database_uri(uri), env[ADMIN_USER])
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+        # The auth app's forms need a CSRF key shared by all workers; a fresh one per start
+        # only logs browsers out on a restart.
+        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+    else:
+        print(
+            f"mlflow-server: WARNING: authentication OFF ({INSECURE}=1): anyone on this machine "
+            "can change the registry; for one user on 127.0.0.1 only",
+            file=sys.stderr,
+            flush=True,
+        )
     if "://" not in destination:
         Path(destination).mkdir(parents=True, exist_ok=True)
     # The job executor (GenAI scorers, trace roll-ups) starts ~10 worker processes and doubles
     # the start-up time; this registry does not use it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    host, port = cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1]
     print(
-        f"mlflow-server: http://{HOST}:{cmd[cmd.index('--port') + 1]} "
-        f"(store {uri.split('@')[-1]}, artifacts {destination})",
+        f"mlflow-server: http://{host}:{port} "
+        f"(store {uri.split('@')[-1]}, artifacts {destination}, "
+        f"auth {'on, admin ' + env[ADMIN_USER] if auth_enabled(env) else 'OFF'})",
         flush=True,
     )
     os.execve(cmd[0], cmd, env)

@@ -14,7 +14,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from predictflow import lineage, promotion, registry, stage, tracking
+from predictflow import access, lineage, promotion, registry, stage, tracking
 from predictflow.io import write_json
 from predictflow.params import RegisterParams, load_params
 
@@ -141,7 +141,7 @@ def main() -> None:
                 client,
                 "staging",
                 str(version.version),
-                who=f"dvc repro ({promotion.who()})",
+                who=access.caller(tracking.tracking_uri(store)).acting_as("dvc repro"),
                 reason=f"quality gate passed: roc_auc {roc_auc:.4f} >= "
                 f"{params.registry.min_roc_auc}",
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from predictflow import lineage, registry
+from predictflow.access import Caller
 from predictflow.tracking import MODEL_NAME
 
 from .conftest import (
@@ -34,6 +35,8 @@ from .conftest import (
     run,
     stage_error_line,
 )
+
+TESTS = Caller("tests", verified=False)  # who the audit records for moves made here
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +116,7 @@ def check_invariant(client, held: dict[str, set[str]], ever: set[str]) -> None:
 
 def step(client, held, ever, alias: str, number: str) -> None:
     before = set(held[number])
-    event = registry.move_alias(client, alias, number, "tests", f"{alias} -> {number}")
+    event = registry.move_alias(client, alias, number, TESTS, f"{alias} -> {number}")
     if alias in before:
         assert event is None  # already there: nothing to record
         return
@@ -153,9 +156,10 @@ def test_random_promotion_sequences_keep_the_invariant(store_client, seed: int) 
 
 
 MOVE_IN_CHILD = (
-    "import sys; import mlflow; from predictflow import registry; uri = sys.argv[1]; "
+    "import sys; import mlflow; from predictflow import registry; "
+    "from predictflow.access import Caller; uri = sys.argv[1]; "
     "registry.move_alias(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), "
-    "'production', '2', 'tests', 'release')"
+    "'production', '2', Caller('tests', verified=False), 'release')"
 )
 
 
@@ -181,7 +185,7 @@ def test_a_move_killed_half_way_is_reported_then_completed(
     assert killed.returncode == -9, killed.stderr
     (found,) = [g for g in registry.audit_gaps(store_client) if "pending" in g]
     assert gap in found
-    event = registry.move_alias(store_client, "production", "2", "tests", "release again")
+    event = registry.move_alias(store_client, "production", "2", TESTS, "release again")
     assert event is not None and event["status"] == "done"
     held = {"1": set(), "2": {"production"}, "3": set()}
     check_invariant(store_client, held, {"1", "2"})
@@ -199,7 +203,7 @@ def test_an_alias_moved_behind_the_trail_is_reported_then_recorded(store_client)
         "staging -> version 3 has no audit record for that move",
         "version 3 holds staging but its legacy stage is None (should be Staging)",
     ]
-    event = registry.move_alias(store_client, "staging", "3", "tests", "found it")
+    event = registry.move_alias(store_client, "staging", "3", TESTS, "found it")
     assert event is not None and event["from"] == "unknown"
     assert "recorded after the fact" in event["reason"]
     check_invariant(store_client, {"1": set(), "2": set(), "3": {"staging"}}, {"3"})

@@ -4,9 +4,16 @@ drops afterwards.
 
 1. The unchanged pipeline (`dvc repro` with MLFLOW_TRACKING_URI) logs and registers there, the
    artifacts landing in the S3-compatible store (moto) through the server, nothing in the repo.
-2. `predictflow store migrate` copies a SQLite history to a fresh server: runs, metric histories,
-   tags, artifacts, logged models, versions, aliases; a second migration copies nothing; the
-   migrated staging model loads from the server and predicts what the source's did.
+   That server runs with the loud opt-out (no authentication), and `doctor` calls it a problem.
+2. `predictflow store migrate` copies a SQLite history to a fresh, authenticated server: runs,
+   metric histories, tags, artifacts, logged models, versions, aliases; a second migration
+   copies nothing; the migrated staging model loads from the server and predicts what the
+   source's did.
+3. Who may do what (one basic-auth server for the module): the pipeline with an experimenter's
+   login logs and registers; no or wrong credentials get a 401, a reader who registers, tags or
+   promotes and an experimenter who moves production get a 403, each as one line with the
+   registry unchanged; a releaser promotes and the audit names the login, whatever git says; a
+   sentinel password is in no table, artifact, log, report or file.
 
 Without PostgreSQL on 127.0.0.1:5432 these tests skip (fail under PREDICTFLOW_REQUIRE_SERVICES=1).
 """
@@ -29,13 +36,17 @@ import pytest
 from predictflow import lineage
 
 from .conftest import (
+    BIN,
     REPO,
+    Result,
+    assert_one_line_error,
     child_env,
     copy_project,
     free_port,
     git,
     predictflow,
     run,
+    stage_error_line,
     stop_process_group,
 )
 from .s3server import KEY, SECRET, moto_server, unavailable
@@ -45,8 +56,26 @@ pytestmark = pytest.mark.slow
 POSTGRES = os.environ.get("PREDICTFLOW_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
 ARTIFACT_BUCKET = "predictflow-mlflow-artifacts"
 HEALTH_TIMEOUT = 120.0
-MODEL = "churn-predictor"
+MODEL, EXPERIMENT = "churn-predictor", "churn-prediction"
 MARKER, STATE = "predictflow.migrated_from", "predictflow.migration"
+# Every password of this run contains it: grep for it where no credential may end up.
+SENTINEL = f"sentinel-{uuid.uuid4().hex}"
+USERS = {"rita": "reader", "ed": "experimenter", "rel": "releaser"}
+
+
+def password(user: str) -> str:
+    return f"{SENTINEL}-{user}"
+
+
+def login(uri: str, user: str | None, secret: str | None = None) -> dict[str, str]:
+    """Environment for a child that talks to `uri` as `user` (no user: no credentials)."""
+    env = {"MLFLOW_TRACKING_URI": uri}
+    if user:
+        env |= {
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": secret or password(user),
+        }
+    return env
 
 
 def admin():
@@ -86,6 +115,8 @@ def team_server(workdir: Path, **env: str) -> Iterator[Server]:
         "PORT": str(port),
         "PREDICTFLOW_DB_URI": f"{POSTGRES}/{database}",
         "WORKERS": "1",
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password("admin"),
         **env,
     }
     started = time.monotonic()
@@ -125,7 +156,8 @@ def team_server(workdir: Path, **env: str) -> Iterator[Server]:
         stop_process_group(process)
         conn = admin()
         with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            for name in (database, f"{database}_auth"):  # the store and its users
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
 
 
@@ -187,10 +219,12 @@ def test_pipeline_logs_and_registers_on_the_team_server(
         "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
         "AWS_ACCESS_KEY_ID": KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET,
+        "PREDICTFLOW_INSECURE_NO_AUTH": "1",  # the single-user opt-out: no login needed
     }
     with team_server(tmp_path_factory.mktemp("server-s3"), **s3_env) as server:
         assert server.setup_seconds < HEALTH_TIMEOUT
         assert f"artifacts s3://{ARTIFACT_BUCKET}" in server.log.read_text()
+        assert "authentication OFF" in server.log.read_text()
         repo = copy_project(tmp_path / "repo")
         predictflow(repo, "data", "ensure")
         # The pipeline as it is: only the environment points it at the server. The client gets
@@ -224,6 +258,19 @@ def test_pipeline_logs_and_registers_on_the_team_server(
             expected = pickle.load(handle).predict_proba(test[list(FEATURES)])
         assert abs(pd.DataFrame(served).to_numpy() - expected).max() < 1e-6
 
+        doctor = run(
+            [BIN / "predictflow", "doctor", "--json"], repo, check=False, **login(server.uri, None)
+        )
+        findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+        assert doctor.returncode == 1
+        assert findings["server auth"]["status"] == "problem"
+        assert "without authentication" in findings["server auth"]["detail"]
+        assert "make server" in findings["server auth"]["fix"]
+        refused = run(
+            [BIN / "predictflow", "access", "whoami"], repo, check=False, **login(server.uri, None)
+        )
+        assert_one_line_error(refused, server.uri, "without authentication", "make server")
+
 
 # -- 2. migration from the SQLite store ------------------------------------------------------
 
@@ -251,9 +298,16 @@ def without_markers(tags: dict[str, str]) -> dict[str, str]:
 
 
 def test_migrate_sqlite_history_to_a_fresh_server(
-    postgres: str, pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory
+    postgres: str,
+    pipeline_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow.entities import ViewType
+
+    # The server authenticates: the admin migrates (this process's clients and the children).
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
 
     source_uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
     source = client(source_uri)
@@ -383,3 +437,317 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
     models = target.search_logged_models(experiment_ids=[experiment_id])
     assert len({m.tags[MARKER] for m in models}) == len(models)
     assert migrate.migrate(source_uri, target_uri).copied_nothing
+
+
+# -- 3. who may do what: roles on a basic-auth server ------------------------------------------
+
+
+def run_with_stdin(args: list, cwd: Path, stdin: str, **env: str) -> Result:
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=child_env(**env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Team:
+    server: Server
+    repo: Path
+    workdir: Path
+
+    def predictflow(self, user: str | None, *args: str, secret: str | None = None) -> Result:
+        """`predictflow ARGS` in the repo, against the server, as `user` (None: no login)."""
+        return run(
+            [BIN / "predictflow", *args],
+            self.repo,
+            check=False,
+            **login(self.server.uri, user, secret),
+        )
+
+
+@contextmanager
+def logged_in(user: str) -> Iterator[None]:
+    """This process's MLflow clients send `user`'s credentials (MLflow reads the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", password(user))
+        yield
+
+
+@pytest.fixture(scope="module")
+def team(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    """One authenticated server for the module: three users made with `predictflow access add`,
+    then the pipeline run with the experimenter's login."""
+    workdir = tmp_path_factory.mktemp("server-auth")
+    with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
+        repo = copy_project(workdir / "repo")
+        predictflow(repo, "data", "ensure")
+        for user, role in USERS.items():
+            added = run_with_stdin(
+                [BIN / "predictflow", "access", "add", user, "--role", role, "--password-stdin"],
+                repo,
+                password(user) + "\n",
+                **login(server.uri, "admin"),
+            )
+            assert added.returncode == 0, added.stderr
+        run([sys.executable, "-m", "dvc", "repro"], repo, **login(server.uri, "ed"))
+        yield Team(server, repo, workdir)
+
+
+def registry_state(uri: str) -> dict:
+    """Everything a refused request must leave as it was: versions, their tags, stages, aliases."""
+    with logged_in("admin"):
+        store = client(uri)
+        model = store.get_registered_model(MODEL)
+        versions = store.search_model_versions(f"name = '{MODEL}'")
+        return {
+            "aliases": dict(model.aliases),
+            "tags": dict(model.tags),
+            "versions": sorted(
+                (int(v.version), v.current_stage, sorted(v.tags.items())) for v in versions
+            ),
+        }
+
+
+def test_an_experimenter_runs_the_pipeline_as_before(team: Team) -> None:
+    with logged_in("admin"):
+        store = client(team.server.uri)
+        (train_run,) = store.search_runs(
+            [store.get_experiment_by_name("churn-prediction").experiment_id]
+        )
+        version = store.get_model_version(MODEL, "1")
+        staging = store.get_model_version_by_alias(MODEL, "staging")
+    assert train_run.info.status == "FINISHED"
+    assert version.tags["model_md5"] == lineage.file_md5(team.repo / "models" / "model.pkl")
+    assert version.run_id == train_run.info.run_id
+    assert str(staging.version) == "1"
+    whoami = json.loads(team.predictflow("ed", "access", "whoami", "--json").stdout)
+    assert whoami == {
+        "server": team.server.uri,
+        "user": "ed",
+        "verified": True,
+        "role": "experimenter",
+    }
+
+
+@pytest.fixture(scope="module")
+def candidate(team: Team) -> str:
+    """A second version (the admin registers v1's model again) that holds no alias."""
+    with logged_in("admin"):
+        store = client(team.server.uri)
+        first = store.get_model_version(MODEL, "1")
+        second = store.create_model_version(
+            MODEL,
+            first.source,
+            first.run_id,
+            tags=first.tags,
+            await_creation_for=60,
+            model_id=first.source.removeprefix("models:/"),
+        )
+    return str(second.version)
+
+
+@pytest.mark.parametrize(
+    ("user", "secret", "args", "fragments"),
+    [
+        (None, None, ("lineage",), ("HTTP 401", "without credentials", "MLFLOW_TRACKING_USERNAME")),
+        ("ed", "not-the-password", ("promote", "{v}", "--to", "staging"), ("HTTP 401", "'ed'")),
+        ("rita", None, ("promote", "{v}", "--to", "staging"), ("HTTP 403", "'rita'", "alias")),
+        ("rita", None, ("promote", "{v}", "--to", "production"), ("HTTP 403", "'rita'")),
+        ("ed", None, ("promote", "{v}", "--to", "production"), ("HTTP 403", "'ed'", "releaser")),
+        ("ed", None, ("access", "grant", "ed", "--role", "releaser"), ("HTTP 403", "'ed'")),
+    ],
+    ids=[
+        "no-credentials",
+        "wrong-password",
+        "reader-promotes-staging",
+        "reader-promotes-production",
+        "experimenter-moves-production",
+        "experimenter-grants-itself",
+    ],
+)
+def test_a_refused_command_is_one_line_and_changes_nothing(
+    team: Team,
+    candidate: str,
+    user: str | None,
+    secret: str | None,
+    args: tuple[str, ...],
+    fragments: tuple[str, ...],
+) -> None:
+    before = registry_state(team.server.uri)
+    argv = [a.replace("{v}", candidate) for a in args]
+    result = team.predictflow(user, *argv, secret=secret)
+    assert_one_line_error(result, team.server.uri, *fragments)
+    assert registry_state(team.server.uri) == before
+    if user:
+        assert whoami_role(team, "admin", user) == USERS[user]  # nobody's role moved either
+
+
+def whoami_role(team: Team, admin_user: str, user: str) -> str:
+    from predictflow import access
+
+    with logged_in(admin_user):
+        return access.role_of(team.server.uri, user)
+
+
+@pytest.mark.parametrize("action", ["register", "tag"])
+def test_a_reader_cannot_register_or_tag(team: Team, candidate: str, action: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    before = registry_state(team.server.uri)
+    with logged_in("rita"):
+        store = client(team.server.uri)
+        version = store.get_model_version(MODEL, candidate)  # reading is allowed
+        with pytest.raises(MlflowException) as refused:
+            if action == "register":
+                store.create_model_version(
+                    MODEL,
+                    version.source,
+                    version.run_id,
+                    model_id=version.source.removeprefix("models:/"),
+                )
+            else:
+                store.set_model_version_tag(MODEL, candidate, "model_md5", "forged")
+    assert refused.value.get_http_status_code() == 403
+    assert registry_state(team.server.uri) == before
+
+
+def test_a_releaser_promotes_and_the_audit_names_the_login(team: Team) -> None:
+    # The git identity is the caller's to type: it must not become the audit's `who`.
+    git(team.repo, "config", "user.email", "somebody-else@example.com")
+    result = team.predictflow("rel", "promote", "1", "--to", "production", "--reason", "go")
+    assert result.returncode == 0, result.stderr
+    with logged_in("admin"):
+        version = client(team.server.uri).get_model_version(MODEL, "1")
+    assert "production" in version.aliases
+    (event,) = [json.loads(v) for k, v in version.tags.items() if k.startswith("promotion.")]
+    assert (event["who"], event["who_verified"], event["to"]) == ("rel", "true", "production")
+
+
+def test_no_password_is_stored_anywhere(team: Team) -> None:
+    import tempfile
+
+    # Exercise what writes: a report as the releaser, a doctor run, then look everywhere.
+    report = team.workdir / "report.html"
+    assert team.predictflow("rel", "report", "--output", str(report)).returncode == 0
+    team.predictflow("rel", "doctor")
+    conn = admin()
+    leaks = []
+    try:
+        for database in (team.server.database, f"{team.server.database}_auth"):
+            import psycopg2
+
+            with psycopg2.connect(f"{POSTGRES}/{database}") as db, db.cursor() as cur:
+                cur.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+                for (table,) in cur.fetchall():
+                    cur.execute(f'SELECT t::text FROM "{table}" t')
+                    leaks += [f"{database}.{table}" for (row,) in cur.fetchall() if SENTINEL in row]
+    finally:
+        conn.close()
+    files = [p for p in team.workdir.rglob("*") if p.is_file()]
+    files += list(Path(tempfile.gettempdir()).glob("predictflow-basic-auth-*.ini"))
+    assert report in files and team.server.log in files
+    assert any("artifacts" in p.parts for p in files)
+    leaks += [str(p) for p in files if SENTINEL.encode() in p.read_bytes()]
+    assert not leaks
+
+
+# -- 4. starting it: auth on by default, the opt-out stays on loopback ------------------------
+
+SERVER_SCRIPT = REPO / "scripts" / "mlflow_server.py"
+
+
+def test_make_server_without_an_admin_password_says_how_to_set_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    assert not (REPO / ".env").exists()  # the git-ignored file would supply it
+    result = run([sys.executable, SERVER_SCRIPT], tmp_path, check=False, PORT=str(free_port()))
+    assert_one_line_error(
+        result,
+        "no admin password",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        ".env",
+        "PREDICTFLOW_INSECURE_NO_AUTH=1",
+        prefix="mlflow-server",
+    )
+
+
+def test_the_opt_out_serves_loopback_only(tmp_path: Path) -> None:
+    insecure = {"PREDICTFLOW_INSECURE_NO_AUTH": "1"}
+    shown = run([sys.executable, SERVER_SCRIPT, "--print"], tmp_path, **insecure).stdout
+    assert "--app-name" not in shown and "--host 127.0.0.1" in shown
+    secure = run(
+        [sys.executable, SERVER_SCRIPT, "--print"], tmp_path, MLFLOW_AUTH_ADMIN_PASSWORD="x" * 12
+    ).stdout
+    assert "--app-name basic-auth" in secure
+    result = run(
+        [sys.executable, SERVER_SCRIPT],
+        tmp_path,
+        check=False,
+        PREDICTFLOW_SERVER_HOST="0.0.0.0",
+        **insecure,
+    )
+    assert_one_line_error(
+        result, "PREDICTFLOW_SERVER_HOST=0.0.0.0", "open registry", prefix="mlflow-server"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "env", "status"),
+    [
+        ("http://10.1.2.3:5001", {"MLFLOW_TRACKING_PASSWORD": "p"}, "problem"),
+        ("http://mlflow.example.com", {"MLFLOW_TRACKING_TOKEN": "t"}, "problem"),
+        ("https://mlflow.example.com", {"MLFLOW_TRACKING_PASSWORD": "p"}, "ok"),
+        ("http://127.0.0.1:5001", {"MLFLOW_TRACKING_PASSWORD": "p"}, "ok"),
+        ("http://10.1.2.3:5001", {}, "ok"),
+    ],
+)
+def test_doctor_flags_credentials_over_plain_http(uri: str, env: dict, status: str) -> None:
+    from predictflow.doctor import check_credentials_transport
+
+    finding = check_credentials_transport(uri, env)
+    assert finding.status == status
+    if status == "problem":
+        assert "clear text" in finding.detail and "https://" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("user", "secret", "fragments"),
+    [
+        ("rita", None, ("HTTP 403", "'rita'", "runs/create")),
+        ("ed", "not-the-password", ("HTTP 401", "'ed'")),
+    ],
+    ids=["reader-logs-a-run", "wrong-password"],
+)
+def test_a_stage_refused_by_the_server_is_one_line(
+    team: Team, user: str, secret: str | None, fragments: tuple[str, ...]
+) -> None:
+    def runs() -> int:
+        with logged_in("admin"):
+            store = client(team.server.uri)
+            return len(store.search_runs([store.get_experiment_by_name(EXPERIMENT).experiment_id]))
+
+    before = runs()
+    result = run(
+        [sys.executable, "stages/train.py"],
+        team.repo,
+        check=False,
+        **login(team.server.uri, user, secret),
+    )
+    stage_error_line(result, "train", team.server.uri, *fragments)
+    assert runs() == before
+
+
+def test_access_on_the_local_store_says_where_roles_live(tmp_path: Path) -> None:
+    result = run([BIN / "predictflow", "access", "whoami"], tmp_path, check=False)
+    assert_one_line_error(result, "is a local store", "MLFLOW_TRACKING_URI")

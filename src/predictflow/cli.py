@@ -117,10 +117,11 @@ DEFAULT_MODEL = f"models:/{tracking.MODEL_NAME}@production"
 
 
 def _registry_client():
-    from predictflow import registry
+    from predictflow import access, registry
 
     root = tracking.store_root()
-    tracking.reach(tracking.tracking_uri(root))  # bounded: one line, not minutes of retries
+    uri = tracking.reach(tracking.tracking_uri(root))  # bounded: one line, not minutes of retries
+    access.check_credentials(uri)
     return registry.client_for(root)
 
 
@@ -410,6 +411,45 @@ def cmd_store_migrate(args: argparse.Namespace) -> None:
     _print(summary.as_dict(), args.json, summary.render())
 
 
+def cmd_access(args: argparse.Namespace) -> None:
+    import getpass
+
+    from predictflow import access
+
+    uri = tracking.tracking_uri(tracking.store_root())
+    if not access.is_server(uri):
+        raise StageError(
+            f"{uri} is a local store: users and roles live on a team server; set "
+            "MLFLOW_TRACKING_URI to it (and an admin's MLFLOW_TRACKING_USERNAME / PASSWORD)"
+        )
+    me = access.caller(uri)
+    if not me.verified:
+        raise StageError(
+            f"{access.server_of(uri)} runs without authentication, so it has no users or roles: "
+            "restart it with `make server` (auth is on unless PREDICTFLOW_INSECURE_NO_AUTH=1)"
+        )
+    if args.access_command == "whoami":
+        role = "admin" if me.is_admin else access.role_of(uri, me.name)
+        facts = {
+            "server": access.server_of(uri),
+            "user": me.name,
+            "verified": me.verified,
+            "role": role,
+        }
+        _print(facts, args.json, f"{me.name} on {facts['server']}: {role}")
+        return
+    if args.access_command == "add":
+        password = (
+            sys.stdin.readline().rstrip("\n")
+            if args.password_stdin
+            else getpass.getpass(f"password for {args.user}: ")
+        )
+        facts = access.add_user(uri, args.user, password, args.role)
+    else:
+        facts = access.grant(uri, args.user, args.role)
+    _print(facts, args.json, f"{args.user}: {args.role} on {access.server_of(uri)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="predictflow",
@@ -628,6 +668,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
     migrate_cmd.set_defaults(func=cmd_store_migrate)
+
+    access_cmd = commands.add_parser(
+        "access",
+        help="team server: create users, grant roles reader / experimenter / releaser",
+        description="Against MLFLOW_TRACKING_URI with an admin's MLFLOW_TRACKING_USERNAME / "
+        "MLFLOW_TRACKING_PASSWORD. reader: READ on the experiment and the model; experimenter: "
+        "EDIT on both (log runs, register, move staging); releaser: EDIT on the experiment, "
+        "MANAGE on the model (also moves production).",
+    )
+    access_commands = access_cmd.add_subparsers(
+        dest="access_command", required=True, metavar="ACTION"
+    )
+    add = access_commands.add_parser("add", help="create a user with a role")
+    grant = access_commands.add_parser("grant", help="give an existing user a role (replaces)")
+    for sub in (add, grant):
+        sub.add_argument("user", help="login name")
+        sub.add_argument("--role", required=True, choices=("reader", "experimenter", "releaser"))
+        sub.add_argument("--json", action="store_true", help="print facts as JSON")
+        sub.set_defaults(func=cmd_access)
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (default: prompt)",
+    )
+    whoami = access_commands.add_parser(
+        "whoami", help="the login the server accepts from your credentials, and its role"
+    )
+    whoami.add_argument("--json", action="store_true", help="print facts as JSON")
+    whoami.set_defaults(func=cmd_access)
     return parser
 
 
@@ -641,8 +710,11 @@ def main(argv: list[str] | None = None) -> None:
         logging.DEBUG if args.verbose else logging.INFO if sys.stderr.isatty() else logging.WARNING
     )
     configure_logging("predictflow", level)
+    from predictflow.access import refusals
+
     try:
-        args.func(args)
+        with refusals(tracking.tracking_uri(tracking.store_root())):
+            args.func(args)
     except (*USER_ERRORS, LookupError) as err:
         print(f"predictflow: error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -479,6 +479,64 @@ def check_locations(store: Path, fix: bool) -> Finding:
     return finding
 
 
+def check_server_auth(uri: str) -> Finding:
+    """A team server without authentication lets anyone who reaches it move production."""
+    import requests
+
+    from predictflow.access import CURRENT_USER, server_of
+
+    server = server_of(uri)
+    try:
+        answer = requests.get(f"{server}{CURRENT_USER}", timeout=15)  # no credentials on purpose
+    except requests.RequestException as err:
+        return Finding("server auth", "warning", f"{server}: not checked ({type(err).__name__})")
+    if answer.status_code == 401:
+        return Finding("server auth", "ok", f"{server} requires a login (401 without one)")
+    return Finding(
+        "server auth",
+        "problem",
+        f"{server} answers without authentication (HTTP {answer.status_code}): anyone who "
+        "reaches it can log, register and move production, and the audit's `who` is unverified",
+        "restart it with `make server` (basic-auth on by default, not "
+        "PREDICTFLOW_INSECURE_NO_AUTH=1), then create users: `predictflow access add USER "
+        "--role ROLE`",
+    )
+
+
+def check_credentials_transport(uri: str, env: dict[str, str]) -> Finding:
+    """Basic auth sends the password with every request: over plain HTTP only to loopback."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(uri).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    sends = [k for k in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN") if env.get(k)]
+    if uri.startswith("https://") or loopback or not sends:
+        return Finding("credentials transport", "ok", f"{uri.split('://')[0]} to {host}")
+    return Finding(
+        "credentials transport",
+        "problem",
+        f"{' and '.join(sends)} go in clear text over http:// to {host}: anyone on the path "
+        "can read and replay them",
+        f"use https://{host} (TLS in front of the server), or an SSH tunnel "
+        f"(`ssh -L 5001:127.0.0.1:5001 {host}`, then MLFLOW_TRACKING_URI=http://127.0.0.1:5001)",
+    )
+
+
+def check_server_access(uri: str) -> list[Finding]:
+    """The team server's access checks; none for a local store."""
+    import os
+
+    from predictflow.access import is_server
+
+    if not is_server(uri):
+        return []
+    return [check_server_auth(uri), check_credentials_transport(uri, dict(os.environ))]
+
+
 def run_checks(
     workspace: Path, store: Path, fix: bool = False, remote: str | None = None
 ) -> list[Finding]:
@@ -495,6 +553,7 @@ def run_checks(
         findings.append(check_receipt(workspace, store, client))
     elif not exists:  # no store at all: lost, if this workspace registered a model
         findings.append(check_receipt(workspace, store, None))
+    findings += check_server_access(tracking.tracking_uri(store))
     findings += check_lock(workspace)
     findings.append(check_secrets(workspace))
     findings.append(check_remote(workspace, remote))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from predictflow import tracking
+from predictflow import access, tracking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -196,6 +196,8 @@ def migrate(
     for uri in (source_uri, target_uri):
         tracking.reach(uri)
     check_target(target_uri)
+    for uri in (source_uri, target_uri):  # an authenticating server refuses bad credentials
+        access.check_credentials(uri)
     started = time.monotonic()
     summary = Summary(source=source_uri, target=target_uri)
     say = on_progress or log.info
@@ -209,6 +211,9 @@ def migrate(
             job.tmp = Path(tmp)
             job.run()
     except MlflowException as err:
+        refused = access.refusal(err, target_uri)  # a 401/403: the target's own refusal
+        if refused is not None:
+            raise refused from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MigrationError(f"{first} (nothing already copied is lost: rerun to resume)") from None
     summary.seconds = round(time.monotonic() - started, 1)

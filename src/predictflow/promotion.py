@@ -8,15 +8,13 @@ other is refused.
 
 from __future__ import annotations
 
-import getpass
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import lineage, registry
-from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock
+from predictflow import access, lineage, registry
+from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -115,17 +113,6 @@ def production_gates(
     return gates
 
 
-def who() -> str:
-    """The promoting person: git's user.email when configured, else the login name."""
-    try:
-        email = subprocess.run(
-            ["git", "config", "user.email"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except FileNotFoundError:
-        email = ""
-    return email or getpass.getuser()
-
-
 def held_out_auc(model: PyFuncModel, split: Path) -> float:
     """ROC AUC of a (verified) registered model on the workspace's current evaluation split."""
     import pandas as pd
@@ -212,14 +199,19 @@ def promote(
 
     Promoting a version that already holds `target` changes no alias, but completes an audit
     record a crashed promotion left pending (or missing) and re-mirrors the legacy stage.
+    On a team server the server refuses what the caller's permissions do not allow; production
+    additionally takes a releaser (MLflow cannot express that), and `who` is the login the
+    server authenticated, not a name the caller typed.
     """
+    uri = tracking_uri(store)
+    caller = access.require_releaser(uri) if target == "production" else access.caller(uri)
     number = str(version.version)
     current = client.get_model_version(MODEL_NAME, number)
     aliases = list(current.aliases)
     seen = registry.holder(client, target)  # must still hold the alias when we move it
     if target in aliases:
         with store_lock(store, "promote"):
-            event = registry.move_alias(client, target, number, who(), reason)
+            event = registry.move_alias(client, target, number, caller, reason)
         return Outcome(number, target, [], number, event, already=True)
     run = client.get_run(current.run_id)
     gates = [
@@ -253,7 +245,7 @@ def promote(
                 f"{target} moved to version {now.version if now else None} while version "
                 f"{number} was being checked; run the promotion again"
             )
-        event = registry.move_alias(client, target, number, who(), reason)
+        event = registry.move_alias(client, target, number, caller, reason)
         if sealed:
             client.set_model_version_tag(MODEL_NAME, number, "sealed_commit", sealed)
     return Outcome(number, target, gates, seen and str(seen.version), event)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
 
+    from predictflow.access import Caller
+
 log = logging.getLogger(__name__)
 
 ALIAS_STAGES = {"staging": "Staging", "production": "Production"}
@@ -303,7 +305,7 @@ def _now() -> str:
 
 
 def move_alias(
-    client: MlflowClient, alias: str, version: str, who: str, reason: str
+    client: MlflowClient, alias: str, version: str, who: Caller, reason: str
 ) -> dict[str, str] | None:
     """Point `alias` at `version` so that the alias and its audit record never disagree.
 
@@ -322,7 +324,8 @@ def move_alias(
             _set_status(client, version, key, ABORTED)
     previous = holder(client, alias)
     event = {
-        "who": who,
+        "who": who.name,
+        "who_verified": "true" if who.verified else "false",
         "when": _now(),
         "from": ",".join(held) or "none",
         "to": alias,
@@ -341,7 +344,7 @@ def move_alias(
 
 
 def reconcile(
-    client: MlflowClient, alias: str, current: ModelVersion, who: str, reason: str
+    client: MlflowClient, alias: str, current: ModelVersion, who: Caller, reason: str
 ) -> dict[str, str] | None:
     """`current` holds `alias`: complete its pending event, or write the missing one, and mirror
     its stage. None when the newest move of `alias` is already a done event on this version."""
@@ -355,7 +358,8 @@ def reconcile(
         return _set_status(client, version, latest.key, DONE)
     held = sorted(a for a in current.aliases if a in ALIAS_STAGES)
     event = {
-        "who": who,
+        "who": who.name,
+        "who_verified": "true" if who.verified else "false",
         "when": _now(),
         "from": "unknown",
         "to": alias,

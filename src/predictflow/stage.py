@@ -86,11 +86,15 @@ def run(name: str, main: Callable[[], None]) -> None:
     """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback.
 
     A stage says what it did in a line or two; `PREDICTFLOW_VERBOSE=1 dvc repro` shows more.
+    A team server refusing the credentials or the role (401/403) is such an error.
     """
+    from predictflow import access, tracking  # access builds on this module
+
     verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     configure_logging(name, logging.DEBUG if verbose else logging.INFO)
     try:
-        main()
+        with access.refusals(tracking.tracking_uri(tracking.store_root())):
+            main()
     except USER_ERRORS as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         sys.exit(1)
