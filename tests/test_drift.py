@@ -15,7 +15,7 @@ import pytest
 
 from predictflow import lineage, synth
 from predictflow.drift import Reservoir, psi
-from tests.conftest import assert_one_line_error, predictflow
+from tests.conftest import assert_one_line_error, dvc, predictflow
 
 MODEL = "models:/churn-predictor@staging"  # the pipeline run moves staging; nothing is production
 
@@ -119,10 +119,22 @@ def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_
 def test_batch_from_the_same_generator_exits_0_with_a_table(
     drift_repo: Path, tmp_path: Path
 ) -> None:
-    result = drift(drift_repo, synth_batch(tmp_path / "batch.csv", seed=7))
+    batch = synth_batch(tmp_path / "batch.csv", seed=7)
+    result = drift(drift_repo, batch)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no drift" in result.stdout
     assert "MonthlyCharges" in result.stdout and "churn_probability" in result.stdout
+
+
+@pytest.mark.slow
+def test_statistics_do_not_depend_on_the_chunk_size(drift_repo: Path, tmp_path: Path) -> None:
+    """Histograms, counts and the seeded reservoir are accumulated per chunk: reading the batch
+    700 rows at a time gives exactly the statistics of one read."""
+    batch = drifted_batch(tmp_path / "batch.csv")
+    whole = facts_of(drift(drift_repo, batch, "--json"))
+    chunked = facts_of(drift(drift_repo, batch, "--json", "--chunk-rows", "700"))
+    assert chunked["features"] == whole["features"]
+    assert chunked["sample_rows"] == whole["sample_rows"] == 3000
 
 
 @pytest.mark.slow
@@ -164,3 +176,24 @@ def test_training_data_in_neither_cache_nor_remote_is_one_line(
         result = drift(drift_repo, batch)
     assert result.returncode == 1
     assert_one_line_error(result, pinned, "neither the DVC cache nor the default remote")
+
+
+@pytest.mark.slow
+def test_training_data_only_in_the_default_remote_is_read_from_there(
+    drift_repo: Path, tmp_path: Path
+) -> None:
+    """A machine that never ran the pipeline has an empty cache: the pinned data comes from the
+    remote, and the cache is left as it was. (Its own copy: the default remote is a directory
+    beside the repo, and the module's copy must keep an empty one.)"""
+    repo = tmp_path / "repo"
+    shutil.copytree(drift_repo, repo, symlinks=True)
+    pinned = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / pinned[:2] / pinned[2:]
+    dvc(repo, "push", "-q", "data/customers.csv.dvc")
+    cached.unlink()
+    result = drift(repo, synth_batch(tmp_path / "batch.csv", seed=7, rows=500), "--json")
+    assert not cached.exists()
+    facts = facts_of(result)
+    assert result.returncode == 0, result.stderr
+    assert facts["reference_data_md5"] == pinned
+    assert facts["reference_rows"] == 5634  # the train split of the 7,043 pinned rows

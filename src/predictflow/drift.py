@@ -149,7 +149,7 @@ class BatchStats:
 
     rows: int = 0
     numeric: dict[str, np.ndarray] = field(default_factory=dict)
-    categories: dict[str, pd.Series] = field(default_factory=dict)
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _numeric_columns() -> tuple[str, ...]:
@@ -175,11 +175,9 @@ def scan_batch(
             counts = bin_counts(rows[column].to_numpy(dtype="float64"), edges[column])
             stats.numeric[column] = stats.numeric.get(column, 0) + counts
         for column in CATEGORICAL_FEATURES:
-            counts = rows[column].value_counts()
-            previous = stats.categories.get(column)
-            stats.categories[column] = (
-                counts if previous is None else previous.add(counts, fill_value=0)
-            )
+            counts = stats.categories.setdefault(column, {})
+            for value, count in rows[column].value_counts().items():
+                counts[str(value)] = counts.get(str(value), 0) + int(count)
         reservoir.add(rows.loc[:, list(_numeric_columns())])
     if stats.rows == 0:
         raise StageError(f"{source}: no usable rows to compare (every row was blank or dropped)")
@@ -226,11 +224,11 @@ def compare(
         }
         features[column] = {**values, "status": _status(values, params)}
     for column in CATEGORICAL_FEATURES:
-        ref_counts = reference[column].value_counts()
+        ref_counts = {str(k): int(v) for k, v in reference[column].value_counts().items()}
         batch_counts = stats.categories[column]
-        union = ref_counts.index.union(batch_counts.index)
-        ref_vec = ref_counts.reindex(union, fill_value=0).to_numpy(dtype="float64")
-        new_vec = batch_counts.reindex(union, fill_value=0).to_numpy(dtype="float64")
+        union = sorted(ref_counts.keys() | batch_counts.keys())
+        ref_vec = np.array([ref_counts.get(c, 0) for c in union], dtype="float64")
+        new_vec = np.array([batch_counts.get(c, 0) for c in union], dtype="float64")
         table = np.vstack([ref_vec, new_vec])
         table = table[:, table.sum(axis=0) > 0]
         if table.shape[1] > 1:
@@ -238,15 +236,15 @@ def compare(
             statistic, p_value = float(test.statistic), float(test.pvalue)
         else:  # one category on both sides: nothing can differ
             statistic, p_value = 0.0, 1.0
-        unseen = batch_counts[~batch_counts.index.isin(ref_counts.index)]
+        unseen = {c: n for c, n in batch_counts.items() if c not in ref_counts}
         values = {
             "kind": "categorical",
             "test": "chi2",
             "psi": psi(ref_vec, new_vec),
             "statistic": statistic,
             "p_value": p_value,
-            "unseen_share": float(unseen.sum() / stats.rows),
-            "unseen": sorted(str(v) for v in unseen.index),
+            "unseen_share": sum(unseen.values()) / stats.rows,
+            "unseen": sorted(unseen),
         }
         features[column] = {**values, "status": _status(values, params)}
     return features
