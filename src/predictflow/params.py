@@ -85,6 +85,17 @@ class TuneParams(_Section):
     grid: dict[str, Annotated[list[GridValue], Field(min_length=1)]] = Field(min_length=1)
 
 
+class DriftParams(_Section):
+    """`predictflow drift`: when a shift between a batch and the training data counts."""
+
+    psi_warn: float = Field(gt=0.0)  # PSI from which a feature is reported as shifting
+    psi_drift: float = Field(gt=0.0)  # PSI from which a feature has drifted
+    p_value: float = Field(gt=0.0, lt=1.0)  # KS / chi-square significance level
+    max_unseen_share: float = Field(ge=0.0, le=1.0)  # share of never-seen categories allowed
+    bins: int = Field(ge=2, le=100)  # numeric PSI bins, at the reference's quantiles
+    sample_rows: int = Field(ge=100)  # batch rows kept (reservoir) for the KS test
+
+
 class Params(_Section):
     base: BaseParams
     prepare: PrepareParams
@@ -95,6 +106,7 @@ class Params(_Section):
     registry: RegisterParams = Field(alias="register")
     promote: PromoteParams
     tune: TuneParams
+    drift: DriftParams
 
 
 class ParamsError(ValueError):

@@ -1,0 +1,348 @@
+"""`predictflow drift`: a scoring batch against the exact data a registered version learned from.
+
+The reference is rebuilt from the version's lineage, not from the workspace: its `data_md5` tag
+names the raw file in the DVC cache (or the default remote), which is cleaned by the data contract
+and split by `stages/prepare.py` with the `base.seed` and `prepare.test_size` recorded on its run;
+only the train part is kept. The batch is streamed in chunks: histograms and category counts are
+accumulated per chunk, and the samples a KS test needs come from a fixed-size seeded reservoir, so
+memory stays flat in the batch size.
+
+Statistics are numpy/scipy rather than Evidently: Evidently 0.7.23 installs into the pinned set
+without changing a pin (33 more packages), but `from evidently import Report` fails on pandas 3.1.1
+(`infer_dtype_from_object` is gone), and `import evidently` alone is slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from predictflow import lineage, tracking
+from predictflow.params import DriftParams, PrepareParams
+from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
+from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
+from predictflow.stage import StageError
+
+EXPERIMENT = "churn-monitoring"
+SCORE = "churn_probability"
+DRIFT_EXIT = 3
+EPSILON = 1e-4  # share floor in PSI: an empty bin would otherwise make it infinite
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The cleaned train split a version learned from, and where it came from."""
+
+    frame: pd.DataFrame
+    data_md5: str
+    seed: int
+    test_size: float
+
+
+@contextmanager
+def pinned_data(workspace: Path, data_md5: str) -> Iterator[Path]:
+    """The raw file with `data_md5`: from the local DVC cache, else the default remote.
+
+    Read only: a file fetched from the remote goes to a temp dir, never into the workspace.
+    """
+    from dvc.config import NoRemoteError
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        cached = Path(repo.cache.local.oid_to_path(data_md5))
+        if cached.is_file():
+            yield cached
+            return
+        try:
+            odb = repo.cloud.get_remote_odb()
+        except NoRemoteError:
+            odb = None
+        remote_path = odb.oid_to_path(data_md5) if odb is not None else None
+        if odb is None or not odb.fs.exists(remote_path):
+            raise StageError(
+                f"training data md5 {data_md5} is in neither the DVC cache nor the default "
+                "remote; run `dvc push` on the machine that trained the model"
+            )
+        with tempfile.TemporaryDirectory(prefix="predictflow-drift-") as tmp:
+            local = Path(tmp) / "customers.csv"
+            odb.fs.get_file(remote_path, str(local))
+            yield local
+
+
+def _prepare_module(workspace: Path) -> Any:
+    """`stages/prepare.py` (not a package), so the reference is split by the stage's own code."""
+    spec = importlib.util.spec_from_file_location(
+        "predictflow_stage_prepare", workspace / "stages" / "prepare.py"
+    )
+    if spec is None or spec.loader is None:
+        raise StageError(f"{workspace / 'stages' / 'prepare.py'}: cannot load the prepare stage")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_reference(workspace: Path, data_md5: str, run_params: dict[str, str]) -> Reference:
+    """Clean and split the pinned data exactly as `prepare` did for this version's run."""
+    try:
+        seed, test_size = int(run_params["base.seed"]), float(run_params["prepare.test_size"])
+    except KeyError as err:
+        raise StageError(
+            f"the model's training run has no param {err.args[0]}; cannot rebuild its split"
+        ) from None
+    source = f"training data md5 {data_md5}"
+    with pinned_data(workspace, data_md5) as path:
+        if lineage.file_md5(path) != data_md5:
+            raise StageError(f"{path}: content does not match md5 {data_md5}; run `dvc fetch`")
+        frame, _ = clean(read_raw(path), source)
+    prepare = _prepare_module(workspace)
+    train, _ = prepare.split(frame, PrepareParams(test_size=test_size), seed, source)
+    return Reference(train, data_md5, seed, test_size)
+
+
+def inner_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Bin boundaries at the reference's quantiles; the outer bins are open-ended, so no batch
+    value falls outside them."""
+    quantiles = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.unique(quantiles)
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+
+
+def psi(reference: np.ndarray, batch: np.ndarray) -> float:
+    """Population stability index of two count vectors over the same bins."""
+    ref = np.clip(reference / max(reference.sum(), 1), EPSILON, None)
+    new = np.clip(batch / max(batch.sum(), 1), EPSILON, None)
+    return float(np.sum((new - ref) * np.log(new / ref)))
+
+
+class Reservoir:
+    """A uniform sample of at most `size` rows of a stream: each row draws a seeded random key
+    and the rows with the smallest keys are kept (memory bounded by `size`)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.keys = np.empty(0)
+        self.rows: pd.DataFrame | None = None
+
+    def add(self, rows: pd.DataFrame) -> None:
+        keys = np.concatenate([self.keys, self.rng.random(len(rows))])
+        pool = rows if self.rows is None else pd.concat([self.rows, rows], ignore_index=True)
+        keep = np.argsort(keys, kind="stable")[: self.size]
+        self.keys, self.rows = keys[keep], pool.iloc[keep].reset_index(drop=True)
+
+
+@dataclass
+class BatchStats:
+    """What is accumulated over the batch's chunks."""
+
+    rows: int = 0
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _numeric_columns() -> tuple[str, ...]:
+    return (*NUMERIC_FEATURES, SCORE)
+
+
+def scan_batch(
+    model: Model,
+    source: Path,
+    edges: dict[str, np.ndarray],
+    reservoir: Reservoir,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> BatchStats:
+    """Stream the batch: bin counts for numbers and scores, counts per category, a sample."""
+    stats = BatchStats()
+    for chunk in read_raw(source, chunksize=chunk_rows):
+        rows, _ = clean(chunk, str(source), strict_categories=False, require_target=False)
+        if rows.empty:
+            continue
+        rows = rows.assign(**{SCORE: churn_probability(model, rows)})
+        stats.rows += len(rows)
+        for column in _numeric_columns():
+            counts = bin_counts(rows[column].to_numpy(dtype="float64"), edges[column])
+            stats.numeric[column] = stats.numeric.get(column, 0) + counts
+        for column in CATEGORICAL_FEATURES:
+            counts = stats.categories.setdefault(column, {})
+            for value, count in rows[column].value_counts().items():
+                counts[str(value)] = counts.get(str(value), 0) + int(count)
+        reservoir.add(rows.loc[:, list(_numeric_columns())])
+    if stats.rows == 0:
+        raise StageError(f"{source}: no usable rows to compare (every row was blank or dropped)")
+    return stats
+
+
+def _status(values: dict[str, float], params: DriftParams) -> str:
+    """`drift` on a large shift (or a moderate one the test confirms, or too many unseen values);
+    `warn` on a moderate shift or a significant test alone (large batches make tiny shifts
+    significant, so a p-value alone never means drift)."""
+    shift, p_value = values["psi"], values["p_value"]
+    if (
+        shift >= params.psi_drift
+        or (shift >= params.psi_warn and p_value < params.p_value)
+        or values.get("unseen_share", 0.0) > params.max_unseen_share
+    ):
+        return "drift"
+    if shift >= params.psi_warn or p_value < params.p_value:
+        return "warn"
+    return "ok"
+
+
+def compare(
+    reference: pd.DataFrame,
+    stats: BatchStats,
+    sample: pd.DataFrame,
+    edges: dict[str, np.ndarray],
+    params: DriftParams,
+) -> dict[str, dict[str, Any]]:
+    """Per feature (and the model's score): the statistics and a status."""
+    from scipy import stats as scipy_stats
+
+    features: dict[str, dict[str, Any]] = {}
+    for column in _numeric_columns():
+        ref_values = reference[column].to_numpy(dtype="float64")
+        test = scipy_stats.ks_2samp(ref_values, sample[column].to_numpy(dtype="float64"))
+        values = {
+            "kind": "score" if column == SCORE else "numeric",
+            "test": "ks",
+            "psi": psi(bin_counts(ref_values, edges[column]), stats.numeric[column]),
+            "statistic": float(test.statistic),
+            "p_value": float(test.pvalue),
+            "reference_mean": float(ref_values.mean()),
+        }
+        features[column] = {**values, "status": _status(values, params)}
+    for column in CATEGORICAL_FEATURES:
+        ref_counts = {str(k): int(v) for k, v in reference[column].value_counts().items()}
+        batch_counts = stats.categories[column]
+        union = sorted(ref_counts.keys() | batch_counts.keys())
+        ref_vec = np.array([ref_counts.get(c, 0) for c in union], dtype="float64")
+        new_vec = np.array([batch_counts.get(c, 0) for c in union], dtype="float64")
+        table = np.vstack([ref_vec, new_vec])
+        table = table[:, table.sum(axis=0) > 0]
+        if table.shape[1] > 1:
+            test = scipy_stats.chi2_contingency(table)
+            statistic, p_value = float(test.statistic), float(test.pvalue)
+        else:  # one category on both sides: nothing can differ
+            statistic, p_value = 0.0, 1.0
+        unseen = {c: n for c, n in batch_counts.items() if c not in ref_counts}
+        values = {
+            "kind": "categorical",
+            "test": "chi2",
+            "psi": psi(ref_vec, new_vec),
+            "statistic": statistic,
+            "p_value": p_value,
+            "unseen_share": sum(unseen.values()) / stats.rows,
+            "unseen": sorted(unseen),
+        }
+        features[column] = {**values, "status": _status(values, params)}
+    return features
+
+
+def measure(
+    model: Model,
+    reference: Reference,
+    source: Path,
+    params: DriftParams,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> dict[str, Any]:
+    """The drift report of one batch against one reference (plain JSON-able data)."""
+    frame = reference.frame.assign(**{SCORE: churn_probability(model, reference.frame)})
+    edges = {
+        c: inner_edges(frame[c].to_numpy(dtype="float64"), params.bins) for c in _numeric_columns()
+    }
+    reservoir = Reservoir(params.sample_rows, reference.seed)
+    stats = scan_batch(model, source, edges, reservoir, chunk_rows)
+    assert reservoir.rows is not None  # scan_batch refuses a batch without rows
+    features = compare(frame, stats, reservoir.rows, edges, params)
+    drifted = sorted(name for name, f in features.items() if f["status"] == "drift")
+    return {
+        "verdict": "drift" if drifted else "ok",
+        "drifted": drifted,
+        "warned": sorted(name for name, f in features.items() if f["status"] == "warn"),
+        "batch_rows": stats.rows,
+        "reference_rows": len(frame),
+        "sample_rows": len(reservoir.rows),
+        "thresholds": params.model_dump(),
+        "features": features,
+    }
+
+
+def render(facts: dict[str, Any]) -> str:
+    """The report as a table for a person."""
+    lines = [
+        f"{'feature':<18} {'kind':<11} {'PSI':>7} {'test':>5} {'p-value':>9} {'unseen':>7}  status",
+    ]
+    for name, f in facts["features"].items():
+        unseen = f"{f['unseen_share']:.1%}" if "unseen_share" in f else "-"
+        lines.append(
+            f"{name:<18} {f['kind']:<11} {f['psi']:>7.3f} {f['test']:>5} {f['p_value']:>9.2g} "
+            f"{unseen:>7}  {f['status']}"
+        )
+    verdict = f"DRIFT in {', '.join(facts['drifted'])}" if facts["drifted"] else "no drift"
+    lines.append(
+        f"{facts['model']} (version {facts['version']}): {facts['batch_rows']} batch rows vs "
+        f"{facts['reference_rows']} training rows (data md5 {facts['reference_data_md5']}): "
+        f"{verdict}"
+    )
+    return "\n".join(lines)
+
+
+def monitoring_experiment(root: Path) -> str:
+    """The `churn-monitoring` experiment's id, created once (artifacts beside the store's)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.tracking_uri(root))
+    with tracking.store_lock(root):
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (
+            (tracking.store_dir(root) / "artifacts").as_uri()
+            if tracking.uses_local_store(root)
+            else None
+        )
+        return client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def log_run(root: Path, facts: dict[str, Any]) -> str:
+    """One monitoring run: which model, which two datasets, every statistic; return its id."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking.tracking_uri(root))
+    run = client.create_run(
+        monitoring_experiment(root),
+        run_name=f"drift-v{facts['version']}",
+        tags={
+            "model_name": tracking.MODEL_NAME,
+            "model_version": str(facts["version"]),
+            "batch_path": facts["input"],
+            "batch_md5": facts["batch_md5"],
+            "reference_data_md5": facts["reference_data_md5"],
+            "verdict": facts["verdict"],
+        },
+    )
+    run_id = run.info.run_id
+    metrics = {"batch_rows": facts["batch_rows"], "drifted_features": len(facts["drifted"])}
+    for name, f in facts["features"].items():
+        metrics[f"{name}.psi"] = f["psi"]
+        metrics[f"{name}.p_value"] = f["p_value"]
+        if "unseen_share" in f:
+            metrics[f"{name}.unseen_share"] = f["unseen_share"]
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    client.log_dict(run_id, facts, "drift.json")
+    client.set_terminated(run_id)
+    return run_id
