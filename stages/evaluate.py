@@ -1,8 +1,9 @@
 """Stage `evaluate`: score the held-out split with the served pipeline; metrics and plots.
 
 Metrics go to `metrics/eval.json` (what `dvc metrics diff` compares), plot data to
-`metrics/eval_plots/` (what `dvc plots show` draws), and both to the MLflow run that logged
-this exact model (found by its md5).
+`metrics/eval_plots/` (what `dvc plots show` draws), the figures for the MLflow run to
+`metrics/eval_figures/` as PNG. No MLflow here: `register`, which connects anyway, attaches
+these files to the train run, so one iteration opens the store in two processes, not three.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import argparse
 import logging
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from predictflow import lineage, stage, tracking
+from predictflow import stage
 from predictflow.evaluation import classification_metrics, figures, plot_tables
 from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
 from predictflow.schema import FEATURES, ID, TARGET, TARGET_VALUES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -58,34 +63,14 @@ def write_plots(plots_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
             table.to_csv(table_tmp, index=False, float_format="%.6g")
 
 
-def log_to_run(
-    model_md5: str, scores: dict[str, float], figs: dict, plots_dir: Path, test: Path
-) -> None:
-    """Attach metrics and figures to the train run of this model, if the store has it.
+def write_figures(figures_dir: Path, figs: dict[str, Figure]) -> None:
+    """The run's figures as PNG files, rendered here so `register` only uploads them."""
+    import matplotlib.pyplot as plt
 
-    The metrics name the test split as their dataset and the logged model as theirs, so the
-    model version in the registry shows which data it was scored on (DVC's md5 as digest).
-    """
-    import mlflow
-
-    runs = tracking.runs_with_model(tracking.connect(tracking.store_root()), model_md5)
-    if not runs:
-        log.warning(
-            "no MLflow run logged model md5 %s; metrics stay in DVC only "
-            "(`dvc repro -f train` logs a new run)",
-            model_md5,
-        )
-        return
-    run = runs[0]
-    repo = tracking.repository(tracking.store_root())
-    split = tracking.parquet_dataset(test, repo, run.data.tags.get("git_commit", ""))
-    tracking.log_dataset(run.info.run_id, split, "evaluation")
-    model_id = run.outputs.model_outputs[-1].model_id if run.outputs.model_outputs else None
-    with mlflow.start_run(run_id=run.info.run_id):
-        mlflow.log_metrics(scores, run_id=run.info.run_id, model_id=model_id, dataset=split)
-        for name, fig in figs.items():
-            mlflow.log_figure(fig, f"evaluation/{name}")
-        mlflow.log_artifacts(str(plots_dir), "evaluation/data")
+    for name, fig in figs.items():
+        with atomic_path(figures_dir / name) as png_tmp:
+            fig.savefig(png_tmp, format="png")
+        plt.close(fig)
 
 
 def main() -> None:
@@ -95,6 +80,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, default=Path("data/predictions/test.parquet"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
     parser.add_argument("--plots-dir", type=Path, default=Path("metrics/eval_plots"))
+    parser.add_argument("--figures-dir", type=Path, default=Path("metrics/eval_figures"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
@@ -111,7 +97,9 @@ def main() -> None:
     importance = feature_importance(model)
     tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
     scored = predictions(test, proba, threshold)
+    figs = figures(y_true, proba, threshold, importance)
     write_plots(args.plots_dir, tables)
+    write_figures(args.figures_dir, figs)
     with atomic_path(args.predictions) as predictions_tmp:
         scored.to_parquet(predictions_tmp, index=False)
     write_json(args.metrics, scores)
@@ -121,14 +109,7 @@ def main() -> None:
         scores["accuracy"],
         len(test),
     )
-    log_to_run(
-        lineage.file_md5(args.model),
-        scores,
-        figures(y_true, proba, threshold, importance),
-        args.plots_dir,
-        args.test,
-    )
 
 
 if __name__ == "__main__":
-    stage.run("evaluate", main)
+    stage.run("evaluate", main, uses_store=False)

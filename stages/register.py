@@ -4,6 +4,9 @@ A registered version must be reproducible from what is recorded: the lock's hash
 pin and the git commit. So registration refuses when `dvc status` shows any upstream change or
 when the model file is not the one the lock records. Experiments are registered too (tagged
 with their name) but never move an alias: only a plain `dvc repro` moves `staging`.
+
+It is also the one stage after `train` that opens the store: it finds the train run once (by
+model md5) and attaches what `evaluate` wrote to files (metrics, figures, plot tables).
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from predictflow import access, lineage, promotion, registry, stage, tracking
 from predictflow.io import write_json
 from predictflow.params import RegisterParams, load_params
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +109,35 @@ def lock_without_self(root: Path, dest: Path) -> Path:
     return path
 
 
+def attach_evaluation(
+    run: Run, scores: dict[str, float], test: Path, figures_dir: Path, plots_dir: Path
+) -> None:
+    """Attach `evaluate`'s files to the train run, as `evaluate` itself once did.
+
+    The metrics name the held-out split as their dataset (DVC's md5 as digest) and the logged
+    model as theirs, so the model's page shows which data it was scored on.
+    """
+    import mlflow
+
+    run_id = run.info.run_id
+    root = tracking.store_root()
+    split = tracking.parquet_dataset(
+        test, tracking.repository(root), run.data.tags.get("git_commit", "")
+    )
+    tracking.log_dataset(run_id, split, "evaluation")
+    model_id = run.outputs.model_outputs[-1].model_id if run.outputs.model_outputs else None
+    mlflow.log_metrics(scores, run_id=run_id, model_id=model_id, dataset=split)
+    mlflow.log_artifacts(str(figures_dir), "evaluation", run_id=run_id)
+    mlflow.log_artifacts(str(plots_dir), "evaluation/data", run_id=run_id)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
     parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
+    parser.add_argument("--figures-dir", type=Path, default=Path("metrics/eval_figures"))
+    parser.add_argument("--plots-dir", type=Path, default=Path("metrics/eval_plots"))
     parser.add_argument("--receipt", type=Path, default=Path("models/registration.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
@@ -117,7 +148,8 @@ def main() -> None:
     workspace, store = lineage.workspace_root(), tracking.store_root()
     model_md5 = check_lock(workspace, args.model, args.metrics)
     rows, smallest = check_held_out(args.test, params.registry)
-    roc_auc = float(json.loads(args.metrics.read_text(encoding="utf-8"))["roc_auc"])
+    scores = {k: float(v) for k, v in json.loads(args.metrics.read_text(encoding="utf-8")).items()}
+    roc_auc = scores["roc_auc"]
 
     runs = tracking.runs_with_model(tracking.connect(store), model_md5)
     if not runs:
@@ -129,8 +161,10 @@ def main() -> None:
     tags = {k: v for k, v in run.data.tags.items() if k in tracking.LineageTags.__annotations__}
     tags |= {registry.HELD_OUT_ROWS: str(rows), registry.HELD_OUT_MIN_CLASS: str(smallest)}
     client = mlflow.MlflowClient()
-    with mlflow.start_run(run_id=run.info.run_id), tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_artifact(str(lock_without_self(workspace, Path(tmp))), "lineage")
+    attach_evaluation(run, scores, args.test, args.figures_dir, args.plots_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        lock = lock_without_self(workspace, Path(tmp))
+        mlflow.log_artifact(str(lock), "lineage", run_id=run.info.run_id)
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
     gate = roc_auc >= params.registry.min_roc_auc

@@ -31,7 +31,12 @@ STAGE_OUTPUTS = {
     "prepare": ("data/prepared", "metrics/prepare.json"),
     "featurize": ("data/features", "models/featurizer.pkl"),
     "train": ("models/model.pkl", "metrics/train"),
-    "evaluate": ("data/predictions", "metrics/eval_plots", "metrics/eval.json"),
+    "evaluate": (
+        "data/predictions",
+        "metrics/eval_plots",
+        "metrics/eval_figures",
+        "metrics/eval.json",
+    ),
     "register": ("models/registration.json",),
 }
 # Files git tracks that a stage run may rewrite. `data/customers.csv.dvc` is not among the

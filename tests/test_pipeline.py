@@ -130,7 +130,7 @@ def test_train_run_records_params_curves_model_and_lineage(pipeline_repo: Path) 
     assert run_.data.params["base.seed"] == str(params["base"]["seed"])
     history = store(pipeline_repo).get_metric_history(run_.info.run_id, "validation_1-logloss")
     assert len(history) == params["model"]["n_estimators"]
-    for key in METRIC_KEYS:  # evaluate logged its held-out metrics onto the same run
+    for key in METRIC_KEYS:  # register attached the held-out metrics to the same run
         assert key in run_.data.metrics
 
     tags = run_.data.tags

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from predictflow.lineage import LineageError
 from predictflow.params import ParamsError
@@ -82,18 +83,25 @@ def configure_logging(name: str, level: int) -> None:
     quiet_libraries(verbose=level <= logging.DEBUG)
 
 
-def run(name: str, main: Callable[[], None]) -> None:
+def _store_refusals() -> AbstractContextManager[None]:
+    """A 401/403 from the team server as one user error (see `access.refusals`)."""
+    from predictflow import access, tracking  # access builds on this module
+
+    return access.refusals(tracking.tracking_uri(tracking.store_root()))
+
+
+def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
     """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback.
 
     A stage says what it did in a line or two; `PREDICTFLOW_VERBOSE=1 dvc repro` shows more.
-    A team server refusing the credentials or the role (401/403) is such an error.
+    A team server refusing the credentials or the role (401/403) is such an error. A stage
+    that never opens the store (`uses_store=False`) skips that guard and so never imports
+    MLflow (3.5 s).
     """
-    from predictflow import access, tracking  # access builds on this module
-
     verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     configure_logging(name, logging.DEBUG if verbose else logging.INFO)
     try:
-        with access.refusals(tracking.tracking_uri(tracking.store_root())):
+        with _store_refusals() if uses_store else nullcontext():
             main()
     except USER_ERRORS as err:
         print(f"{name}: error: {err}", file=sys.stderr)
