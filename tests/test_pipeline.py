@@ -263,6 +263,10 @@ def test_queued_experiment_lands_in_the_main_store(restore) -> None:
     assert len(runs) == before + 1
     assert runs[-1].data.params["model.max_depth"] == "3"
     assert runs[-1].data.tags["dvc_exp_name"] == "queued"
+    assert set(METRIC_KEYS) <= set(runs[-1].data.metrics)  # register, in the temp copy, found it
+    assert "evaluation/roc.png" in {
+        a.path for a in store(repo).list_artifacts(runs[-1].info.run_id, "evaluation")
+    }
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
