@@ -181,6 +181,22 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+MOVE_STORE = (
+    "import sys; from pathlib import Path; from predictflow import doctor; "
+    "finding = doctor.check_locations(Path(sys.argv[1]), fix=True); "
+    "sys.exit(0 if finding.status == 'ok' or finding.fixed else finding.detail)"
+)
+
+
+def copy_built_repo(source: Path, dest: Path) -> Path:
+    """A copy of a built pipeline repo whose MLflow store moves along, as a user moves a project:
+    `predictflow doctor --fix`'s repair points the store's artifact paths at the copy (without
+    it, `train` refuses a store whose artifacts live in another project's folder)."""
+    shutil.copytree(source, dest, symlinks=True)
+    run([sys.executable, "-c", MOVE_STORE, dest], dest)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project after `predictflow data ensure` + a cold `dvc repro`."""

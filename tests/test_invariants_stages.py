@@ -23,7 +23,7 @@ import pytest
 from predictflow import lineage
 from predictflow.io import write_json
 
-from .conftest import assert_one_line_error, dvc, git, run, stage_error_line
+from .conftest import assert_one_line_error, copy_built_repo, dvc, git, run, stage_error_line
 
 RAW = Path("data/customers.csv")
 # What each stage writes (dvc.yaml); compared byte for byte before and after every attack.
@@ -62,9 +62,7 @@ class Raw:
 @pytest.fixture(scope="module")
 def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the reproduced project for the whole module; each row restores it."""
-    repo = tmp_path_factory.mktemp("invariants") / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    return repo
+    return copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("invariants") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +260,7 @@ def test_write_json_refuses_nan_and_keeps_the_previous_file(tmp_path: Path) -> N
 def test_pipeline_runs_before_the_first_commit_and_says_so_in_lineage(
     project: Path, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(project, repo, symlinks=True)
+    repo = copy_built_repo(project, tmp_path / "repo")
     shutil.rmtree(repo / ".git")
     git(repo, "init", "-q", "-b", "main")
     assert git(repo, "rev-parse", "--verify", "-q", "HEAD", check=False).returncode != 0

@@ -30,6 +30,19 @@ def test_train_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path)
     assert len(lines) == 1 and lines[0].startswith("train: run "), result.stderr
 
 
+@pytest.mark.slow
+def test_each_stage_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path) -> None:
+    """train, evaluate and register into a fresh store: one line each, nothing from MLflow
+    (`register_model` prints "Successfully registered ..." and "Created version ..." itself)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    shutil.rmtree(repo / "mlflow_data")
+    result = dvc(repo, "repro", "-f", "-s", "train", "evaluate", "register")
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["train", "evaluate", "register"], lines
+    assert not [line for line in lines if any(noise in line for noise in NOISE)], result.stderr
+
+
 def make_help(on_terminal: bool) -> str:
     """`make help`'s stdout, through a pipe or a pseudo-terminal."""
     if not on_terminal:

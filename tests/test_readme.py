@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, REPO, child_env, free_port, stop_process_group
+from .conftest import BIN, REPO, child_env, copy_built_repo, free_port, stop_process_group
 
 FENCE = re.compile(
     r"(?:<!-- readme-test: skip \((?P<skip>[^)]+)\) -->\n)?"
@@ -153,8 +153,7 @@ def test_activation_points_mlflow_at_the_project_store(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_readme_runs_as_written(pipeline_repo: Path, tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
     if (REPO / "node_modules").is_dir():  # `make install` built .dvc/plots.html from it
         (repo / "node_modules").symlink_to(REPO / "node_modules")
     linked_venv(repo)

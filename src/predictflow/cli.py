@@ -188,10 +188,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> None:
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    from predictflow import drift, registry
+    from predictflow import drift, provenance, registry
 
     client = _registry_client()
     workspace = lineage.workspace_root()
@@ -201,12 +200,14 @@ def cmd_drift(args: argparse.Namespace) -> None:
     if not data_md5:
         raise StageError(f"version {version.version} has no data_md5 tag; its data is unknown")
     try:
-        run_params = client.get_run(version.run_id).data.params
-        model = mlflow.pyfunc.load_model(f"models:/{tracking.MODEL_NAME}/{version.version}")
+        # How `prepare` split the data: its params as the dvc.lock logged at registration hashed
+        # them (the run records only what `train` reads).
+        split_params = provenance.recorded_stages(client, version.run_id).get("prepare", {})
+        model = registry.load_verified(client, f"models:/{tracking.MODEL_NAME}/{version.version}")
     except (MlflowException, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StageError(f"cannot load model {args.model!r}: {first}") from None
-    reference = drift.load_reference(workspace, data_md5, run_params)
+    reference = drift.load_reference(workspace, data_md5, split_params.get("params", {}))
     facts = {
         "model": args.model,
         "version": int(version.version),

@@ -2,7 +2,7 @@
 
 The reference is rebuilt from the version's lineage, not from the workspace: its `data_md5` tag
 names the raw file in the DVC cache (or the default remote), which is cleaned by the data contract
-and split by `stages/prepare.py` with the `base.seed` and `prepare.test_size` recorded on its run;
+and split by `stages/prepare.py` with the `base.seed` and `prepare.test_size` its dvc.lock recorded;
 only the train part is kept. The batch is streamed in chunks: histograms and category counts are
 accumulated per chunk, and the samples a KS test needs come from a fixed-size seeded reservoir, so
 memory stays flat in the batch size.
@@ -90,13 +90,17 @@ def _prepare_module(workspace: Path) -> Any:
     return module
 
 
-def load_reference(workspace: Path, data_md5: str, run_params: dict[str, str]) -> Reference:
-    """Clean and split the pinned data exactly as `prepare` did for this version's run."""
+def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any]) -> Reference:
+    """Clean and split the pinned data exactly as `prepare` did for this version.
+
+    `split_params` are the `prepare` stage's params from the dvc.lock logged at registration.
+    """
     try:
-        seed, test_size = int(run_params["base.seed"]), float(run_params["prepare.test_size"])
+        seed, test_size = int(split_params["base.seed"]), float(split_params["prepare.test_size"])
     except KeyError as err:
         raise StageError(
-            f"the model's training run has no param {err.args[0]}; cannot rebuild its split"
+            f"the dvc.lock logged with this version records no {err.args[0]} for `prepare`; "
+            "cannot rebuild its split"
         ) from None
     source = f"training data md5 {data_md5}"
     with pinned_data(workspace, data_md5) as path:

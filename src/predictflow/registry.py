@@ -6,6 +6,8 @@ Aliases (`staging`, `production`) are the truth; the deprecated stage field is m
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import warnings
@@ -57,9 +59,16 @@ def register(
         outputs = run.outputs.model_outputs if run.outputs else []
         if not outputs:
             raise RuntimeError(f"run {run.info.run_id} logged no model")
-        created = mlflow.register_model(
-            f"models:/{outputs[-1].model_id}", MODEL_NAME, tags={**tags, "run_id": run.info.run_id}
-        )
+        # register_model prints "Successfully registered ..." / "Created version ..." itself;
+        # the stage's own line says the same, so they go to the debug log (`-v`) instead.
+        with contextlib.redirect_stderr(io.StringIO()) as chatter:
+            created = mlflow.register_model(
+                f"models:/{outputs[-1].model_id}",
+                MODEL_NAME,
+                tags={**tags, "run_id": run.info.run_id},
+            )
+        for line in chatter.getvalue().splitlines():
+            log.debug("%s", line)
         return created, True
 
 
