@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_OUTPUT = Path("reports/lineage.html")
 PLOT_DIR = "evaluation"
-# File logged by the evaluate stage under `evaluation/` -> caption.
+# Figure `evaluate` renders and `register` attaches to the run under `evaluation/` -> caption.
 PLOTS = {
     "roc.png": "ROC curve",
     "precision_recall.png": "Precision-recall curve",
