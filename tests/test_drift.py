@@ -86,6 +86,15 @@ def test_reservoir_keeps_a_bounded_seeded_sample_of_the_whole_stream() -> None:
     assert first.max() > 5_000 and first.min() < 5_000  # from every part of the stream, not a head
 
 
+@pytest.mark.parametrize("rows", ["0", "-5"])
+def test_a_chunk_size_below_one_is_one_line_before_any_work(tmp_path: Path, rows: str) -> None:
+    batch = tmp_path / "batch.csv"
+    batch.write_text("customerID\n", encoding="utf-8")
+    args = ("drift", "--input", str(batch), "--chunk-rows", rows)
+    result = predictflow(tmp_path, *args, check=False)
+    assert_one_line_error(result, f"--chunk-rows {rows}", "at least 1")
+
+
 @pytest.mark.slow
 def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_run(
     drift_repo: Path, tmp_path: Path

@@ -138,9 +138,25 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     model is loaded (which takes seconds)."""
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # nan fails both
         raise StageError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
-    if args.chunk_rows < 1:
-        raise StageError(f"--chunk-rows {args.chunk_rows}: must be at least 1")
+    _check_chunk_rows(args.chunk_rows)
     io.check_output(args.output, args.input)
+
+
+CHUNK_ROWS = 100_000  # scoring.DEFAULT_CHUNK_ROWS, without importing pandas for `--help`
+
+
+def _add_chunk_rows(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=CHUNK_ROWS,
+        help=f"{what} at a time: memory stays flat (default {CHUNK_ROWS})",
+    )
+
+
+def _check_chunk_rows(chunk_rows: int) -> None:
+    if chunk_rows < 1:
+        raise StageError(f"--chunk-rows {chunk_rows}: must be at least 1")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -188,6 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_drift(args: argparse.Namespace) -> None:
+    _check_chunk_rows(args.chunk_rows)
     from mlflow.exceptions import MlflowException
 
     from predictflow import drift, provenance, registry
@@ -547,12 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="label threshold (default: evaluate.threshold from params.yaml)",
     )
-    predict.add_argument(
-        "--chunk-rows",
-        type=int,
-        default=100_000,
-        help="rows scored at a time: memory stays flat (default 100000)",
-    )
+    _add_chunk_rows(predict, "rows scored")
     predict.add_argument("--json", action="store_true", help="print facts as JSON")
     predict.set_defaults(func=cmd_predict)
 
@@ -570,12 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift_cmd.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"version or models:/ URI (default {DEFAULT_MODEL})"
     )
-    drift_cmd.add_argument(
-        "--chunk-rows",
-        type=int,
-        default=100_000,
-        help="batch rows read at a time: memory stays flat (default 100000)",
-    )
+    _add_chunk_rows(drift_cmd, "batch rows read")
     drift_cmd.add_argument("--json", action="store_true", help="print facts as JSON")
     drift_cmd.set_defaults(func=cmd_drift)
 
