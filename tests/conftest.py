@@ -57,12 +57,15 @@ class Result:
     stderr: str
 
 
-def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> Result:
-    """Run a command; on an unexpected failure show its output in the assertion."""
+def run(
+    args: list[str], cwd: Path, check: bool = True, stdin: str | None = None, **env: str
+) -> Result:
+    """Run a command (fed `stdin` if given); on an unexpected failure show its output."""
     proc = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
         env=child_env(**env),
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,

@@ -442,20 +442,6 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
 # -- 3. who may do what: roles on a basic-auth server ------------------------------------------
 
 
-def run_with_stdin(args: list, cwd: Path, stdin: str, **env: str) -> Result:
-    proc = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        env=child_env(**env),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
 @dataclass
 class Team:
     server: Server
@@ -490,13 +476,12 @@ def team(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Te
         repo = copy_project(workdir / "repo")
         predictflow(repo, "data", "ensure")
         for user, role in USERS.items():
-            added = run_with_stdin(
+            run(
                 [BIN / "predictflow", "access", "add", user, "--role", role, "--password-stdin"],
                 repo,
-                password(user) + "\n",
+                stdin=password(user) + "\n",
                 **login(server.uri, "admin"),
             )
-            assert added.returncode == 0, added.stderr
         run([sys.executable, "-m", "dvc", "repro"], repo, **login(server.uri, "ed"))
         yield Team(server, repo, workdir)
 
