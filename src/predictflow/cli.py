@@ -14,13 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from predictflow import io, lineage, synth, tracking
+from predictflow import io, lineage, paths, synth, tracking
 from predictflow.params import ParamsError, load_params
 from predictflow.stage import USER_ERRORS, StageError, configure_logging
 
 log = logging.getLogger("predictflow")
-
-RAW_DATA = Path("data/customers.csv")
 
 
 def _print(facts: dict, as_json: bool, text: str) -> None:
@@ -528,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"random seed (default {synth.DEFAULT_SEED})",
     )
     synth_cmd.add_argument(
-        "--out", type=Path, default=RAW_DATA, help=f"output CSV (default {RAW_DATA})"
+        "--out", type=Path, default=paths.RAW_DATA, help=f"output CSV (default {paths.RAW_DATA})"
     )
     synth_cmd.add_argument(
         "--force", action="store_true", help="replace the file even if DVC tracks it"
@@ -542,7 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
         "never replaces a file that differs from the pin",
     )
     ensure.add_argument(
-        "--path", type=Path, default=RAW_DATA, help=f"DVC-tracked raw file (default {RAW_DATA})"
+        "--path",
+        type=Path,
+        default=paths.RAW_DATA,
+        help=f"DVC-tracked raw file (default {paths.RAW_DATA})",
     )
     ensure.add_argument("--json", action="store_true", help="print facts as JSON")
     ensure.set_defaults(func=cmd_data_ensure)

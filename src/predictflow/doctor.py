@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from predictflow import lineage, tracking
+from predictflow import lineage, paths, tracking
 
 Status = Literal["ok", "warning", "problem"]
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token", "password", "token")
@@ -373,7 +373,7 @@ def check_remote(workspace: Path, remote: str | None) -> Finding:
     )
 
 
-RECEIPT = Path("models/registration.json")  # the register stage's out in dvc.yaml
+RECEIPT = paths.RECEIPT
 
 
 def receipt_md5(workspace: Path) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import access, lineage, registry
+from predictflow import access, lineage, paths, registry
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
 if TYPE_CHECKING:
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
 TARGETS = ("staging", "production")
-MODEL_PATH = "models/model.pkl"
-EVALUATION_SPLIT = "data/prepared/test.parquet"
 
 
 class PromotionRefused(RuntimeError):
@@ -226,9 +224,11 @@ def promote(
         if target == "production":
             import mlflow
 
-            sealed = lineage.sealed_commit(workspace, MODEL_PATH, current.tags["model_md5"])
+            sealed = lineage.sealed_commit(
+                workspace, paths.MODEL.as_posix(), current.tags["model_md5"]
+            )
             model = mlflow.pyfunc.load_model(str(local))
-            duel = challenge(client, current, model, workspace / EVALUATION_SPLIT)
+            duel = challenge(client, current, model, workspace / paths.PREPARED_TEST)
             gates += production_gates(
                 aliases, current.tags, sealed, duel, limits.max_drop, allow_dirty
             )

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from predictflow import lineage, registry
+from predictflow import lineage, paths, registry
 from predictflow.evaluation import METRIC_KEYS
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-MODEL_PATH = "models/model.pkl"
 RECORDED_LOCK = "lineage/dvc.lock"
 
 
@@ -64,7 +63,7 @@ def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[
 
     model_md5 = tags.get("model_md5")
     sealed = tags.get("sealed_commit") or (
-        lineage.sealed_commit(workspace, MODEL_PATH, model_md5) if model_md5 else None
+        lineage.sealed_commit(workspace, paths.MODEL.as_posix(), model_md5) if model_md5 else None
     )
     missing = [k for k in REQUIRED_LINEAGE if not tags.get(k)]
     try:

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from predictflow import lineage
+from predictflow import lineage, paths
 
 REBUILT_STAGES = ("prepare", "featurize", "train")
-DATA_DVC = "data/customers.csv.dvc"
+DATA_DVC = paths.RAW_DATA_PIN.as_posix()
 
 
 class ReproduceError(RuntimeError):

@@ -21,13 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from predictflow import paths
 from predictflow.params import ParamsError, TuneParams, describe, load_params_data, parse_params
 from predictflow.stage import StageError
 from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
 
 log = logging.getLogger(__name__)
-
-MODEL_OUT = "models/model.pkl"
 
 
 class TuneError(StageError):
@@ -136,7 +135,7 @@ def results(workspace: Path, names: list[str], keys: list[str], metric: str) -> 
     return [
         {
             "experiment": r["Experiment"],
-            "model_md5": r.get(MODEL_OUT),
+            "model_md5": r.get(paths.MODEL.as_posix()),
             **{k: r.get(k) for k in shown},
         }
         for r in ranked
