@@ -31,10 +31,9 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import yaml
-
 from benchmarks import measure, report
 from benchmarks.tracking_share import analyse
+from predictflow import lineage
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -278,7 +277,7 @@ class Bench:
     @staticmethod
     def train_argv(repo: Path) -> list[str]:
         """The train stage's command from dvc.yaml, without its leading `python`."""
-        stage_cmd = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["train"]["cmd"]
+        stage_cmd = lineage.read_pipeline(repo)["stages"]["train"]["cmd"]
         argv = shlex.split(stage_cmd)
         if argv[0] != "python":
             raise RuntimeError(f"unexpected train command: {stage_cmd}")

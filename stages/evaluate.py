@@ -14,46 +14,21 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from predictflow import stage
+from predictflow import paths, stage
+from predictflow.data import check_held_out
 from predictflow.evaluation import classification_metrics, figures, plot_tables
 from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
-from predictflow.schema import FEATURES, ID, TARGET, TARGET_VALUES
+from predictflow.schema import FEATURES, TARGET
+from predictflow.scoring import prediction_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
-
-
-def predictions(test: pd.DataFrame, proba, threshold: float) -> pd.DataFrame:
-    """Per-customer scores of the held-out split (what `predictflow predict` must reproduce)."""
-    return pd.DataFrame(
-        {
-            ID: test[ID].to_numpy(),
-            TARGET: test[TARGET].to_numpy(),
-            "churn_probability": proba,
-            "churn_predicted": (proba >= threshold).astype("int64"),
-        }
-    )
-
-
-def check_held_out(y_true: np.ndarray, source: Path) -> None:
-    """Refuse a held-out split without both classes: ROC AUC and PR AUC are undefined there.
-
-    `prepare` already refuses such a split; this guard holds for any test file given.
-    """
-    present = set(np.unique(y_true).tolist())
-    missing = [label for label, code in TARGET_VALUES.items() if code not in present]
-    if missing:
-        raise stage.StageError(
-            f"{source}: the held-out split has no '{missing[0]}' row ({len(y_true)} rows), so "
-            "it cannot be evaluated; add rows to the raw data or raise prepare.test_size"
-        )
 
 
 def write_plots(plots_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -75,13 +50,13 @@ def write_figures(figures_dir: Path, figs: dict[str, Figure]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
-    parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
-    parser.add_argument("--predictions", type=Path, default=Path("data/predictions/test.parquet"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
-    parser.add_argument("--plots-dir", type=Path, default=Path("metrics/eval_plots"))
-    parser.add_argument("--figures-dir", type=Path, default=Path("metrics/eval_figures"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--model", type=Path, default=paths.MODEL)
+    parser.add_argument("--test", type=Path, default=paths.PREPARED_TEST)
+    parser.add_argument("--predictions", type=Path, default=paths.PREDICTIONS)
+    parser.add_argument("--metrics", type=Path, default=paths.EVAL_METRICS)
+    parser.add_argument("--plots-dir", type=Path, default=paths.EVAL_PLOTS)
+    parser.add_argument("--figures-dir", type=Path, default=paths.EVAL_FIGURES)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args()
 
     params = load_params(args.params)
@@ -96,7 +71,7 @@ def main() -> None:
     scores = classification_metrics(y_true, proba, threshold)
     importance = feature_importance(model)
     tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
-    scored = predictions(test, proba, threshold)
+    scored = prediction_frame(test, proba, threshold)
     figs = figures(y_true, proba, threshold, importance)
     write_plots(args.plots_dir, tables)
     write_figures(args.figures_dir, figs)

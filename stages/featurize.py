@@ -8,39 +8,23 @@ import pickle
 from pathlib import Path
 
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 
-from predictflow import stage
+from predictflow import paths, stage
 from predictflow.io import atomic_path
-from predictflow.model import build_featurizer
-from predictflow.params import FeaturizeParams, load_params
-from predictflow.schema import TARGET
+from predictflow.model import featurize
+from predictflow.params import load_params
 
 log = logging.getLogger(__name__)
 
 
-def featurize(
-    train: pd.DataFrame, test: pd.DataFrame, params: FeaturizeParams
-) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
-    """Fit on train (no test statistics leak into scaling or categories); keep the label."""
-    featurizer = build_featurizer(params).fit(train)
-
-    def apply(split: pd.DataFrame) -> pd.DataFrame:
-        features = featurizer.transform(split)
-        features[TARGET] = split[TARGET].to_numpy()
-        return features
-
-    return featurizer, apply(train), apply(test)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train", type=Path, default=Path("data/prepared/train.parquet"))
-    parser.add_argument("--test", type=Path, default=Path("data/prepared/test.parquet"))
-    parser.add_argument("--out-train", type=Path, default=Path("data/features/train.parquet"))
-    parser.add_argument("--out-test", type=Path, default=Path("data/features/test.parquet"))
-    parser.add_argument("--featurizer", type=Path, default=Path("models/featurizer.pkl"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--train", type=Path, default=paths.PREPARED_TRAIN)
+    parser.add_argument("--test", type=Path, default=paths.PREPARED_TEST)
+    parser.add_argument("--out-train", type=Path, default=paths.FEATURES_TRAIN)
+    parser.add_argument("--out-test", type=Path, default=paths.FEATURES_TEST)
+    parser.add_argument("--featurizer", type=Path, default=paths.FEATURIZER)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args()
 
     params = load_params(args.params)

@@ -11,154 +11,18 @@ import logging
 import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from predictflow import lineage, stage, tracking
+from predictflow import lineage, paths, stage, tracking, training
 from predictflow.io import atomic_path
 from predictflow.model import assemble, build_classifier, fit_classifier
 from predictflow.params import Params, load_params
-from predictflow.schema import FEATURES, NUMERIC_FEATURES, RAW_COLUMNS, TARGET
-
-if TYPE_CHECKING:
-    from mlflow.models import ModelSignature
+from predictflow.schema import TARGET
 
 log = logging.getLogger(__name__)
-
-MODEL_ARTIFACT = "model"
-SERVING_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "cloudpickle")
-
-
-def flat_params(params: Params) -> dict[str, object]:
-    """The params `train` reads (dvc.yaml `train: params:`) under their params.yaml names.
-
-    Only these: a section the run never used (`tune.grid`) would show up in MLflow's compare view
-    as a difference between runs that trained the same model.
-    """
-    dumped = params.model_dump(by_alias=True)
-    return {"base.seed": params.base.seed} | {
-        f"model.{key}": value for key, value in dumped["model"].items()
-    }
-
-
-def pinned_requirements() -> list[str]:
-    """Pin the serving environment instead of letting MLflow infer it (7-9 s a call)."""
-    pins = []
-    for package in SERVING_PACKAGES:
-        try:
-            pins.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            if package == "xgboost":  # Linux installs the same module as `xgboost-cpu`
-                pins.append(f"xgboost=={version('xgboost-cpu')}")
-    return pins
-
-
-def input_example(split: Path, rows: int = 5) -> pd.DataFrame:
-    """The first rows in the raw layout as a CSV reader with `dtype=str` gives them.
-
-    Read without the whole split (4M rows at 5M); text, because that is what clients send and
-    what the served pipeline's cleaning step accepts.
-    """
-    import pyarrow.parquet as pq
-
-    batches = pq.ParquetFile(split).iter_batches(batch_size=rows, columns=list(FEATURES))
-    return next(batches).to_pandas().astype(str)
-
-
-def serving_signature(example: pd.DataFrame, output: object) -> ModelSignature:
-    """What clients really send: categories as text, numbers as numbers or text (blank allowed).
-
-    Every feature is required, so a missing column is refused naming it; `customerID` and
-    `Churn` are not in the schema, so rows straight from the raw file are accepted as they are.
-    """
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
-    from mlflow.types.schema import AnyType
-
-    inputs = Schema(
-        [ColSpec(AnyType() if c in NUMERIC_FEATURES else "string", c) for c in FEATURES]
-    )
-    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
-
-
-def enable_autolog(model_type: str) -> None:
-    """Autolog the flavour that trains: its per-round curves (`validation_0-logloss` on the
-    train split, `validation_1-logloss` on the test split).
-
-    The model is logged once by `train` (pinned requirements) and feature importance is plotted
-    once by `evaluate`, so autolog does neither; patching only the flavour in use saves the
-    other one's set-up.
-    """
-    import mlflow
-
-    options = {"log_models": False, "log_datasets": False, "silent": True}
-    if model_type == "xgboost":
-        mlflow.xgboost.autolog(importance_types=[], **options)
-    else:
-        mlflow.sklearn.autolog(**options)
-
-
-@contextmanager
-def without_autolog_params() -> Iterator[None]:
-    """Autolog's params stay out of the run; `flat_params` logs each fact once instead.
-
-    Autolog would add ~37 estimator and booster params: `max_depth` again next to
-    `model.max_depth`, `num_boost_round` next to `model.n_estimators`, and many "None".
-    Neither autolog offers a switch for params, so its queueing client drops them while the
-    model fits; its per-round metrics go through the same client untouched.
-    """
-    from mlflow.utils.autologging_utils.client import MlflowAutologgingQueueingClient
-
-    original = MlflowAutologgingQueueingClient.log_params
-    MlflowAutologgingQueueingClient.log_params = lambda self, run_id, params: None
-    try:
-        yield
-    finally:
-        MlflowAutologgingQueueingClient.log_params = original
-
-
-def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags) -> None:
-    """The raw file and the train split as the run's datasets, digests as DVC pins them."""
-    from mlflow.types import ColSpec, Schema
-
-    repo = tracking.repository(tracking.store_root())
-    commit = lineage_tags.git_commit
-    raw_schema = Schema([ColSpec("string", column) for column in RAW_COLUMNS])
-    raw = tracking.dataset(
-        Path(lineage_tags.data_path), lineage_tags.data_md5, raw_schema, repo, commit
-    )
-    tracking.log_dataset(run_id, raw, "source")
-    tracking.log_dataset(run_id, tracking.parquet_dataset(example, repo, commit), "training")
-
-
-def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
-    """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps).
-
-    Before a repository's first commit DVCLive 3.49's git lookup raises (`scm.get_rev()`:
-    "Empty git repo", as in treeverse/dvclive#522). Its DVC integration only names the
-    experiment here (dvcyaml=False, nothing saved), so it is skipped then; the files written
-    are the same.
-    """
-    from dvclive import Live
-
-    class _Live(Live):
-        def _init_dvc(self) -> None:
-            if has_commit:
-                super()._init_dvc()
-
-    # The curves exist whole once the fit ends: set each step directly and write the summary
-    # once at the end, instead of `next_step()` rewriting it after every round.
-    with _Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
-        for name, values in curves.items():
-            for step, value in enumerate(values):
-                live.step = step
-                live.log_metric(name, value)
 
 
 def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
@@ -168,33 +32,24 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     test_set = pd.read_parquet(args.features_test)
     with open(args.featurizer, "rb") as handle:
         featurizer = pickle.load(handle)
-    example = input_example(args.example)
+    example = training.input_example(args.example)
     x_train, y_train = train_set.drop(columns=[TARGET]), train_set[TARGET]
     x_test, y_test = test_set.drop(columns=[TARGET]), test_set[TARGET]
 
     experiment_id = tracking.connect(tracking.store_root())
-    enable_autolog(params.model.type)
+    training.enable_autolog(params.model.type)
     tracking.reap_dead_runs(experiment_id)
-    exp_name = lineage.dvc_exp_name()
-    commit = lineage.git_commit(workspace)
-    data_lineage = tracking.LineageTags(
-        git_commit=commit or "",
-        # before the first commit no code version exists to be clean against
-        git_dirty=str(commit is None or lineage.git_dirty(workspace)).lower(),
-        data_path=str(args.data_dvc.with_suffix("")),
-        data_md5=lineage.pinned_md5(args.data_dvc),
-        model_md5="",  # known once the model is logged
-        dvc_exp_name=exp_name or "",
-    )
-    with mlflow.start_run(experiment_id=experiment_id, run_name=exp_name) as run:
+    data_lineage = training.lineage_tags(workspace, args.raw)
+    run_name = data_lineage.dvc_exp_name or None
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags(
             {**data_lineage.as_tags(), **tracking.process_tags(), **tracking.sweep_tags()}
         )
-        mlflow.log_params(flat_params(params))
-        log_datasets(run.info.run_id, args.example, data_lineage)
+        mlflow.log_params(training.flat_params(params))
+        training.log_datasets(run.info.run_id, args.example, data_lineage)
         classifier = build_classifier(params.model, params.base.seed)
         stage.checkpoint("train:fit")
-        with without_autolog_params():
+        with training.without_autolog_params():
             curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
@@ -207,15 +62,15 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
                 "train/logloss": [log_loss(y_train, classifier.predict_proba(x_train)[:, 1])],
                 "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
             }
-        log_curves(args.live_dir, curves, has_commit=commit is not None)
+        training.log_curves(args.live_dir, curves, has_commit=bool(data_lineage.git_commit))
 
         info = mlflow.sklearn.log_model(
             model,
-            name=MODEL_ARTIFACT,
+            name=training.MODEL_ARTIFACT,
             serialization_format="cloudpickle",
-            signature=serving_signature(example, model.predict_proba(example)),
+            signature=training.serving_signature(example, model.predict_proba(example)),
             input_example=example,
-            pip_requirements=pinned_requirements(),
+            pip_requirements=training.pinned_requirements(),
             pyfunc_predict_fn="predict_proba",
         )
         stage.checkpoint("train:logged")
@@ -232,19 +87,24 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--features-train", type=Path, default=Path("data/features/train.parquet"))
-    parser.add_argument("--features-test", type=Path, default=Path("data/features/test.parquet"))
-    parser.add_argument("--featurizer", type=Path, default=Path("models/featurizer.pkl"))
+    parser.add_argument("--features-train", type=Path, default=paths.FEATURES_TRAIN)
+    parser.add_argument("--features-test", type=Path, default=paths.FEATURES_TEST)
+    parser.add_argument("--featurizer", type=Path, default=paths.FEATURIZER)
     parser.add_argument(
         "--example",
         type=Path,
-        default=Path("data/prepared/train.parquet"),
+        default=paths.PREPARED_TRAIN,
         help="clean rows whose head becomes the model's input example",
     )
-    parser.add_argument("--data-dvc", type=Path, default=Path("data/customers.csv.dvc"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.pkl"))
-    parser.add_argument("--live-dir", type=Path, default=Path("metrics/train"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        default=paths.RAW_DATA,
+        help="the raw data path whose md5 dvc.lock records (tagged, not read)",
+    )
+    parser.add_argument("--model", type=Path, default=paths.MODEL)
+    parser.add_argument("--live-dir", type=Path, default=paths.TRAIN_LIVE)
+    parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args()
     train(args, load_params(args.params), lineage.workspace_root())
 

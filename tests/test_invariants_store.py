@@ -78,9 +78,9 @@ def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def stage_cmd(name: str) -> list[str]:
     """A stage's command from dvc.yaml, run by hand (what `dvc repro` would run)."""
-    import yaml
+    from predictflow.lineage import read_pipeline
 
-    spec = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())
+    spec = read_pipeline(Path(__file__).parents[1])
     return [sys.executable, *spec["stages"][name]["cmd"].split()[1:]]
 
 

@@ -1,19 +1,19 @@
-"""Stage `prepare`: the stratified, leak-free split, and the stage run as DVC runs it."""
+"""Stage `prepare`: the stratified, leak-free split (`predictflow.data`), and the stage run as DVC
+runs it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
 
 from predictflow import schema, synth
+from predictflow.data import split
 from predictflow.params import PrepareParams
 from predictflow.stage import StageError
 
@@ -30,16 +30,6 @@ SOURCE = "data/customers.csv"
 
 
 @pytest.fixture(scope="module")
-def prepare() -> ModuleType:
-    """stages/prepare.py as a module (stages/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("stage_prepare_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
 def customers(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("raw") / "customers.csv"
     synth.write_csv(path, rows=300, seed=1)
@@ -51,12 +41,8 @@ def customers(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("test_size", [0.2, 0.25, 0.5], ids=["0.2", "0.25", "0.5"])
-def test_split_sizes_follow_test_size(
-    prepare: ModuleType, customers: pd.DataFrame, test_size: float
-) -> None:
-    train, test = prepare.split(
-        customers, PrepareParams(test_size=test_size), seed=42, source=SOURCE
-    )
+def test_split_sizes_follow_test_size(customers: pd.DataFrame, test_size: float) -> None:
+    train, test = split(customers, PrepareParams(test_size=test_size), seed=42, source=SOURCE)
 
     assert len(test) == math.ceil(test_size * len(customers))
     assert len(train) + len(test) == len(customers)
@@ -65,8 +51,8 @@ def test_split_sizes_follow_test_size(
     assert test.index.equals(pd.RangeIndex(len(test)))
 
 
-def test_split_is_stratified_on_churn(prepare: ModuleType, customers: pd.DataFrame) -> None:
-    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
+def test_split_is_stratified_on_churn(customers: pd.DataFrame) -> None:
+    train, test = split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
 
     churners = int(customers["Churn"].sum())
     assert 0 < churners < len(customers)
@@ -75,8 +61,8 @@ def test_split_is_stratified_on_churn(prepare: ModuleType, customers: pd.DataFra
         assert abs(int(part["Churn"].sum()) - expected) <= 1
 
 
-def test_split_has_no_customer_in_both_parts(prepare: ModuleType, customers: pd.DataFrame) -> None:
-    train, test = prepare.split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
+def test_split_has_no_customer_in_both_parts(customers: pd.DataFrame) -> None:
+    train, test = split(customers, PrepareParams(test_size=0.2), seed=42, source=SOURCE)
 
     assert set(train["customerID"]).isdisjoint(test["customerID"])
     assert sorted([*train["customerID"], *test["customerID"]]) == sorted(customers["customerID"])
@@ -85,12 +71,12 @@ def test_split_has_no_customer_in_both_parts(prepare: ModuleType, customers: pd.
     pd.testing.assert_frame_equal(rebuilt, original)
 
 
-def test_split_is_deterministic_for_a_seed(prepare: ModuleType, customers: pd.DataFrame) -> None:
+def test_split_is_deterministic_for_a_seed(customers: pd.DataFrame) -> None:
     params = PrepareParams(test_size=0.2)
 
-    first = prepare.split(customers, params, seed=7, source=SOURCE)
-    again = prepare.split(customers.copy(), params, seed=7, source=SOURCE)
-    other = prepare.split(customers, params, seed=8, source=SOURCE)
+    first = split(customers, params, seed=7, source=SOURCE)
+    again = split(customers.copy(), params, seed=7, source=SOURCE)
+    other = split(customers, params, seed=8, source=SOURCE)
 
     for a, b in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(a, b)
@@ -146,19 +132,19 @@ UNSPLITTABLE = [
 
 @pytest.mark.parametrize(("yes", "no", "test_size", "expected"), UNSPLITTABLE)
 def test_split_refuses_what_cannot_give_both_classes_to_both_parts(
-    prepare: ModuleType, yes: int, no: int, test_size: float, expected: str
+    yes: int, no: int, test_size: float, expected: str
 ) -> None:
     with pytest.raises(StageError) as info:
-        prepare.split(_frame(yes, no), PrepareParams(test_size=test_size), 42, source=SOURCE)
+        split(_frame(yes, no), PrepareParams(test_size=test_size), 42, source=SOURCE)
 
     assert str(info.value) == expected
 
 
 @pytest.mark.parametrize(("yes", "no"), [(2, 2), (3, 7)], ids=["4-rows", "10-rows"])
 def test_split_accepts_the_smallest_frames_that_hold_both_classes_in_each_part(
-    prepare: ModuleType, yes: int, no: int
+    yes: int, no: int
 ) -> None:
-    train, test = prepare.split(_frame(yes, no), PrepareParams(test_size=0.5), 42, source=SOURCE)
+    train, test = split(_frame(yes, no), PrepareParams(test_size=0.5), 42, source=SOURCE)
 
     assert set(train["Churn"]) == set(test["Churn"]) == {0, 1}
 

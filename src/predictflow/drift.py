@@ -2,10 +2,10 @@
 
 The reference is rebuilt from the version's lineage, not from the workspace: its `data_md5` tag
 names the raw file in the DVC cache (or the default remote), which is cleaned by the data contract
-and split by `stages/prepare.py` with the `base.seed` and `prepare.test_size` its dvc.lock recorded;
-only the train part is kept. The batch is streamed in chunks: histograms and category counts are
-accumulated per chunk, and the samples a KS test needs come from a fixed-size seeded reservoir, so
-memory stays flat in the batch size.
+and split by `data.split` (the function `prepare` runs) with the `base.seed` and
+`prepare.test_size` its dvc.lock recorded; only the train part is kept. The batch is streamed in
+chunks: histograms and category counts are accumulated per chunk, and the samples a KS test needs
+come from a fixed-size seeded reservoir, so memory stays flat in the batch size.
 
 Statistics are numpy/scipy rather than Evidently: Evidently 0.7.23 installs into the pinned set
 without changing a pin (33 more packages), but `from evidently import Report` fails on pandas 3.1.1
@@ -14,7 +14,6 @@ without changing a pin (33 more packages), but `from evidently import Report` fa
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictflow import lineage, tracking
+from predictflow import data, lineage, tracking
 from predictflow.params import DriftParams, PrepareParams
 from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
 from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
@@ -78,18 +77,6 @@ def pinned_data(workspace: Path, data_md5: str) -> Iterator[Path]:
             yield local
 
 
-def _prepare_module(workspace: Path) -> Any:
-    """`stages/prepare.py` (not a package), so the reference is split by the stage's own code."""
-    spec = importlib.util.spec_from_file_location(
-        "predictflow_stage_prepare", workspace / "stages" / "prepare.py"
-    )
-    if spec is None or spec.loader is None:
-        raise StageError(f"{workspace / 'stages' / 'prepare.py'}: cannot load the prepare stage")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any]) -> Reference:
     """Clean and split the pinned data exactly as `prepare` did for this version.
 
@@ -107,8 +94,7 @@ def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any])
         if lineage.file_md5(path) != data_md5:
             raise StageError(f"{path}: content does not match md5 {data_md5}; run `dvc fetch`")
         frame, _ = clean(read_raw(path), source)
-    prepare = _prepare_module(workspace)
-    train, _ = prepare.split(frame, PrepareParams(test_size=test_size), seed, source)
+    train, _ = data.split(frame, PrepareParams(test_size=test_size), seed, source)
     return Reference(train, data_md5, seed, test_size)
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -62,13 +63,31 @@ def git_commit(root: Path) -> str | None:
     return out.strip() if out else None
 
 
-def pipeline_outputs(root: Path) -> set[str]:
-    """Every out, metric and plot path `dvc.yaml` declares (they change by design on a rerun)."""
+def read_pipeline(root: Path) -> dict[str, Any]:
+    """`dvc.yaml` as DVC runs it: its `${paths.*}` rendered from its own inline `vars:`.
+
+    DVC's own interpolation (`dvc.parsing.context.Context`), so `cmd`, `deps` and `outs` read
+    here are the strings `dvc.lock` records. Only inline vars are loaded: the pipeline keeps its
+    paths there (vars files and params.yaml values are not interpolated into paths). An empty
+    dict when the workspace has no `dvc.yaml`.
+    """
+    from dvc.parsing.context import Context
+
     try:
         with open(root / PIPELINE_FILE, encoding="utf-8") as handle:
-            pipeline = read_yaml(handle.read()) or {}
+            spec = read_yaml(handle.read()) or {}
     except FileNotFoundError:
-        return set()
+        return {}
+    context: dict[str, Any] = {}
+    for entry in spec.pop("vars", None) or []:
+        if isinstance(entry, dict):
+            context.update(entry)
+    return Context(context).resolve(spec) if context else spec
+
+
+def pipeline_outputs(root: Path) -> set[str]:
+    """Every out, metric and plot path `dvc.yaml` declares (they change by design on a rerun)."""
+    pipeline = read_pipeline(root)
     paths: set[str] = set()
     for stage in (pipeline.get("stages") or {}).values():
         for kind in ("outs", "metrics", "plots"):
@@ -169,6 +188,29 @@ def locked_out_md5(stages: dict[str, StageHashes], out: str) -> str | None:
     return None
 
 
+def locked_dep_md5(stages: dict[str, StageHashes], dep: str) -> str | None:
+    """The md5 `dvc.lock` records for a dep path (the raw data: `prepare`'s dep)."""
+    for stage in stages.values():
+        if dep in stage.deps:
+            return stage.deps[dep]
+    return None
+
+
+def locked_data_md5(root: Path, data: Path) -> str:
+    """The raw data's md5 as the pipeline used it: `dvc.lock`, the record `register` checks.
+
+    Read from the lock rather than from the `.dvc` pin, so the run, the version and the lock
+    cannot disagree. Inside `dvc repro` the lock already holds `prepare`'s entry when `train`
+    runs (DVC writes each stage's entry as it finishes).
+    """
+    md5 = locked_dep_md5(load_lock(root), data.as_posix())
+    if not md5:
+        raise LineageError(
+            f"{root / LOCK_FILE}: no stage records {data} as a dep; run `dvc repro` first"
+        )
+    return md5
+
+
 def stale_stages(root: Path, target: str) -> dict[str, list[object]]:
     """`dvc status` of `target` and every stage upstream of it: empty when all match `dvc.lock`.
 
@@ -189,3 +231,57 @@ def sealed_commit(root: Path, model_path: str, model_md5: str) -> str | None:
         if text and locked_out_md5(read_lock(text), model_path) == model_md5:
             return commit
     return None
+
+
+def describe_stale(stale: dict[str, list[object]]) -> str:
+    """`train (changed outs: models/model.pkl)`-style summary of `dvc status` output."""
+    parts = []
+    for name, changes in stale.items():
+        details = []
+        for change in changes:
+            if isinstance(change, dict):
+                for kind, paths in change.items():
+                    if isinstance(paths, dict):
+                        details.append(f"{kind}: {', '.join(f'{p} {s}' for p, s in paths.items())}")
+                    else:
+                        details.append(str(kind))
+            else:
+                details.append(str(change))
+        parts.append(f"{name.split(':')[-1]} ({'; '.join(details)})" if details else name)
+    return ", ".join(parts)
+
+
+def check_lock(root: Path, upstream: str, outs: dict[Path, str]) -> dict[Path, str]:
+    """Refuse unless `upstream` and every stage before it match `dvc.lock`; return the md5 of
+    each file in `outs` (path -> the stage to rerun when it differs from the lock).
+
+    `dvc status` trusts its mtime cache, so a file rewritten with the same size and mtime
+    passes it: the files a caller relies on are hashed again here.
+    """
+    stale = stale_stages(root, upstream)
+    if stale:
+        raise LineageError(
+            f"dvc.lock is not clean, refusing to register: {describe_stale(stale)}; "
+            "run `dvc repro` first"
+        )
+    lock = load_lock(root)
+    hashes = {}
+    for path, producer in outs.items():
+        locked = locked_out_md5(lock, path.as_posix())
+        hashes[path] = file_md5(path)
+        if locked != hashes[path]:
+            raise LineageError(
+                f"{path}: md5 {hashes[path]} differs from dvc.lock ({locked}); refusing to "
+                f"register (run `dvc repro -f {producer}`)"
+            )
+    return hashes
+
+
+def lock_without(root: Path, stage: str, dest: Path) -> Path:
+    """A copy of `dvc.lock` in `dest` without `stage`'s entry: while a stage runs, its entry is
+    still the previous run's (another version's hashes), so it is left out, never shown."""
+    lock = yaml.safe_load((root / LOCK_FILE).read_text(encoding="utf-8")) or {}
+    (lock.get("stages") or {}).pop(stage, None)
+    path = dest / LOCK_FILE
+    path.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    return path

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from predictflow.params import FeaturizeParams, ModelParams
-from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean_features
+from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET, clean_features
 
 
 class ContractCleaner(TransformerMixin, BaseEstimator):
@@ -51,6 +51,20 @@ def build_featurizer(params: FeaturizeParams) -> ColumnTransformer:
         remainder="drop",
     )
     return featurizer.set_output(transform="pandas")
+
+
+def featurize(
+    train: pd.DataFrame, test: pd.DataFrame, params: FeaturizeParams
+) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
+    """Fit on train (no test statistics leak into scaling or categories); keep the label."""
+    featurizer = build_featurizer(params).fit(train)
+
+    def apply(split: pd.DataFrame) -> pd.DataFrame:
+        features = featurizer.transform(split)
+        features[TARGET] = split[TARGET].to_numpy()
+        return features
+
+    return featurizer, apply(train), apply(test)
 
 
 def build_classifier(params: ModelParams, seed: int) -> object:

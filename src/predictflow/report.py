@@ -21,8 +21,6 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from predictflow import lineage, provenance, registry
 from predictflow.evaluation import METRIC_KEYS
 from predictflow.io import atomic_path
@@ -90,10 +88,8 @@ def data_uri(png: bytes) -> str:
 
 def read_pipeline(workspace: Path) -> Pipeline:
     """The stage graph `dvc dag` draws, from the workspace's `dvc.yaml` and `.dvc` files."""
-    path = workspace / lineage.PIPELINE_FILE
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
+    spec = lineage.read_pipeline(workspace)
+    if not spec:
         return Pipeline(nodes=(), edges=())
     deps = {dep for stage in stage_specs(spec).values() for dep in stage[0]}
     tracked = {dep for dep in deps if (workspace / f"{dep}.dvc").is_file()}

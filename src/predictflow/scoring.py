@@ -52,7 +52,12 @@ def churn_probability(model: Model, rows: pd.DataFrame) -> np.ndarray:
 
 def score_frame(model: Model, rows: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Scores for clean rows, keyed by customer id (the true `Churn` is kept when present)."""
-    proba = churn_probability(model, rows)
+    return prediction_frame(rows, churn_probability(model, rows), threshold)
+
+
+def prediction_frame(rows: pd.DataFrame, proba: np.ndarray, threshold: float) -> pd.DataFrame:
+    """One score per customer: what `predictflow predict` writes and `evaluate` keeps for the
+    held-out split, so the two can be compared row for row."""
     scored = pd.DataFrame(
         {
             ID: rows[ID].to_numpy(),

@@ -375,3 +375,22 @@ def log_dataset(run_id: str, dataset: DatasetEntity, context: str) -> None:
 
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
     mlflow.MlflowClient().log_inputs(run_id, [DatasetInput(dataset, tags)])
+
+
+def attach_evaluation(
+    run: Run, scores: dict[str, float], test: Path, figures_dir: Path, plots_dir: Path
+) -> None:
+    """Attach `evaluate`'s files to the train run, as `evaluate` itself once did.
+
+    The metrics name the held-out split as their dataset (DVC's md5 as digest) and the logged
+    model as theirs, so the model's page shows which data it was scored on.
+    """
+    import mlflow
+
+    run_id = run.info.run_id
+    split = parquet_dataset(test, repository(store_root()), run.data.tags.get("git_commit", ""))
+    log_dataset(run_id, split, "evaluation")
+    model_id = run.outputs.model_outputs[-1].model_id if run.outputs.model_outputs else None
+    mlflow.log_metrics(scores, run_id=run_id, model_id=model_id, dataset=split)
+    mlflow.log_artifacts(str(figures_dir), "evaluation", run_id=run_id)
+    mlflow.log_artifacts(str(plots_dir), "evaluation/data", run_id=run_id)

@@ -1,0 +1,166 @@
+"""What the `train` stage records: its MLflow run (params, datasets, signature, requirements,
+autolog's per-round curves) and its DVCLive curves. The stage script only orders these calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from predictflow import lineage, tracking
+from predictflow.params import Params
+from predictflow.schema import FEATURES, NUMERIC_FEATURES, RAW_COLUMNS
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
+
+MODEL_ARTIFACT = "model"
+SERVING_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "cloudpickle")
+
+
+def flat_params(params: Params) -> dict[str, object]:
+    """The params `train` reads (dvc.yaml `train: params:`) under their params.yaml names.
+
+    Only these: a section the run never used (`tune.grid`) would show up in MLflow's compare view
+    as a difference between runs that trained the same model.
+    """
+    dumped = params.model_dump(by_alias=True)
+    return {"base.seed": params.base.seed} | {
+        f"model.{key}": value for key, value in dumped["model"].items()
+    }
+
+
+def lineage_tags(workspace: Path, data: Path) -> tracking.LineageTags:
+    """Which code and which data: git facts, and the raw data's md5 as `dvc.lock` records it.
+
+    `model_md5` stays empty: it is known once the model is logged.
+    """
+    commit = lineage.git_commit(workspace)
+    return tracking.LineageTags(
+        git_commit=commit or "",
+        # before the first commit no code version exists to be clean against
+        git_dirty=str(commit is None or lineage.git_dirty(workspace)).lower(),
+        data_path=data.as_posix(),
+        data_md5=lineage.locked_data_md5(workspace, data),
+        model_md5="",
+        dvc_exp_name=lineage.dvc_exp_name() or "",
+    )
+
+
+def pinned_requirements() -> list[str]:
+    """Pin the serving environment instead of letting MLflow infer it (7-9 s a call)."""
+    pins = []
+    for package in SERVING_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            if package == "xgboost":  # Linux installs the same module as `xgboost-cpu`
+                pins.append(f"xgboost=={version('xgboost-cpu')}")
+    return pins
+
+
+def input_example(split: Path, rows: int = 5) -> pd.DataFrame:
+    """The first rows in the raw layout as a CSV reader with `dtype=str` gives them.
+
+    Read without the whole split (4M rows at 5M); text, because that is what clients send and
+    what the served pipeline's cleaning step accepts.
+    """
+    import pyarrow.parquet as pq
+
+    batches = pq.ParquetFile(split).iter_batches(batch_size=rows, columns=list(FEATURES))
+    return next(batches).to_pandas().astype(str)
+
+
+def serving_signature(example: pd.DataFrame, output: object) -> ModelSignature:
+    """What clients really send: categories as text, numbers as numbers or text (blank allowed).
+
+    Every feature is required, so a missing column is refused naming it; `customerID` and
+    `Churn` are not in the schema, so rows straight from the raw file are accepted as they are.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema(
+        [ColSpec(AnyType() if c in NUMERIC_FEATURES else "string", c) for c in FEATURES]
+    )
+    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
+
+
+def enable_autolog(model_type: str) -> None:
+    """Autolog the flavour that trains: its per-round curves (`validation_0-logloss` on the
+    train split, `validation_1-logloss` on the test split).
+
+    The model is logged once by `train` (pinned requirements) and feature importance is plotted
+    once by `evaluate`, so autolog does neither; patching only the flavour in use saves the
+    other one's set-up.
+    """
+    import mlflow
+
+    options = {"log_models": False, "log_datasets": False, "silent": True}
+    if model_type == "xgboost":
+        mlflow.xgboost.autolog(importance_types=[], **options)
+    else:
+        mlflow.sklearn.autolog(**options)
+
+
+@contextmanager
+def without_autolog_params() -> Iterator[None]:
+    """Autolog's params stay out of the run; `flat_params` logs each fact once instead.
+
+    Autolog would add ~37 estimator and booster params: `max_depth` again next to
+    `model.max_depth`, `num_boost_round` next to `model.n_estimators`, and many "None".
+    Neither autolog offers a switch for params, so its queueing client drops them while the
+    model fits; its per-round metrics go through the same client untouched.
+    """
+    from mlflow.utils.autologging_utils.client import MlflowAutologgingQueueingClient
+
+    original = MlflowAutologgingQueueingClient.log_params
+    MlflowAutologgingQueueingClient.log_params = lambda self, run_id, params: None
+    try:
+        yield
+    finally:
+        MlflowAutologgingQueueingClient.log_params = original
+
+
+def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags) -> None:
+    """The raw file and the train split as the run's datasets, digests as DVC records them."""
+    from mlflow.types import ColSpec, Schema
+
+    repo = tracking.repository(tracking.store_root())
+    commit = lineage_tags.git_commit
+    raw_schema = Schema([ColSpec("string", column) for column in RAW_COLUMNS])
+    raw = tracking.dataset(
+        Path(lineage_tags.data_path), lineage_tags.data_md5, raw_schema, repo, commit
+    )
+    tracking.log_dataset(run_id, raw, "source")
+    tracking.log_dataset(run_id, tracking.parquet_dataset(example, repo, commit), "training")
+
+
+def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
+    """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps).
+
+    Before a repository's first commit DVCLive 3.49's git lookup raises (`scm.get_rev()`:
+    "Empty git repo", as in treeverse/dvclive#522). Its DVC integration only names the
+    experiment here (dvcyaml=False, nothing saved), so it is skipped then; the files written
+    are the same.
+    """
+    from dvclive import Live
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            if has_commit:
+                super()._init_dvc()
+
+    # The curves exist whole once the fit ends: set each step directly and write the summary
+    # once at the end, instead of `next_step()` rewriting it after every round.
+    with _Live(str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        for name, values in curves.items():
+            for step, value in enumerate(values):
+                live.step = step
+                live.log_metric(name, value)

@@ -1,0 +1,124 @@
+"""What `dvc.yaml` claims about its stages, held against the code (no pipeline run needed).
+
+1. Every path has one home: `dvc.yaml`'s `vars: paths:`, mirrored by `predictflow.paths`; no other
+   module or stage script spells a pipeline path.
+2. Every path a stage reads or writes is on its command line and declared: its cmd's paths are its
+   deps and outs, and its deps name its script and every predictflow module the script imports
+   (directly or through another module), as the header of `dvc.yaml` says.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import shlex
+from pathlib import Path
+
+import pytest
+
+from predictflow import lineage, paths
+
+from .conftest import REPO
+
+PACKAGE = REPO / "src" / "predictflow"
+# Imported by every stage but unable to change an out (the header of dvc.yaml says why), so their
+# own imports (access, tracking: the 401/403 guard) are not followed either.
+WRAPPERS = {"stage", "paths"}
+
+PIPELINE = lineage.read_pipeline(REPO)
+STAGES = PIPELINE["stages"]
+
+
+def _declared(entries: list[object] | None) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else str(e) for e in entries or []}
+
+
+def _predictflow_imports(source: Path) -> set[str]:
+    """Modules of the package a file imports, at module level or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "predictflow":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("predictflow."):
+            found.add(node.module.split(".")[1])  # type: ignore[union-attr]
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("predictflow.")}
+    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+
+
+def _closure(script: Path) -> set[str]:
+    seen: set[str] = set()
+    todo = list(_predictflow_imports(script))
+    while todo:
+        name = todo.pop()
+        if name in seen or name in WRAPPERS:
+            continue
+        seen.add(name)
+        todo += _predictflow_imports(PACKAGE / f"{name}.py")
+    return seen
+
+
+def _cmd_paths(cmd: str) -> tuple[str, list[str]]:
+    """The script a stage runs and the value of each `--option` on its command line."""
+    argv = shlex.split(cmd)
+    assert argv[0] == "python" and argv[1].startswith("stages/"), cmd
+    return argv[1], [value for flag, value in itertools.pairwise(argv) if flag.startswith("--")]
+
+
+# --- 1. one home per path -------------------------------------------------------------------------
+
+
+def test_dvc_yaml_vars_and_the_paths_module_name_the_same_paths() -> None:
+    raw = lineage.read_yaml((REPO / lineage.PIPELINE_FILE).read_text(encoding="utf-8"))
+    (inline,) = [v for v in raw["vars"] if "paths" in v]
+    assert dict(inline["paths"]) == {k: p.as_posix() for k, p in paths.DVC_VARS.items()}
+
+
+def test_no_module_or_stage_script_spells_a_pipeline_path() -> None:
+    spelled = {p.as_posix() for p in paths.DVC_VARS.values()} | {paths.RAW_DATA_PIN.as_posix()}
+    offenders = []
+    for source in [*PACKAGE.glob("*.py"), *(REPO / "stages").glob("*.py")]:
+        if source.name == "paths.py":
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in spelled:
+                offenders.append(f"{source.relative_to(REPO)}:{node.lineno}: {node.value}")
+    assert offenders == []
+
+
+def test_the_rendered_pipeline_is_what_dvc_runs() -> None:
+    """`lineage.read_pipeline` (what git_dirty and the report read) renders as DVC does."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        rendered = {stage.name: stage.cmd for stage in repo.index.stages if stage.cmd}
+    assert rendered == {name: spec["cmd"] for name, spec in STAGES.items()}
+
+
+# --- 2. every path a stage reads is declared ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_command_line_paths_are_the_stage_deps_and_outs(name: str) -> None:
+    spec = STAGES[name]
+    script, cmd_paths = _cmd_paths(spec["cmd"])
+    deps = _declared(spec.get("deps"))
+    outs = set().union(*(_declared(spec.get(kind)) for kind in ("outs", "metrics", "plots")))
+    data_deps = {d for d in deps if not d.startswith(("stages/", "src/"))}
+    # outs under a directory the cmd names (DVCLive's plots/ and metrics.json) count as named
+    named_outs = {o for o in outs if any(o == p or o.startswith(f"{p}/") for p in cmd_paths)}
+    assert script in deps
+    assert set(cmd_paths) <= deps | outs | {o.rsplit("/", 1)[0] for o in outs}, (
+        "a path on the command line is neither a dep nor an out"
+    )
+    assert data_deps <= set(cmd_paths), "a data dep is not passed on the command line"
+    assert named_outs == outs, "an out is not passed on the command line"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_deps_name_every_module_the_script_imports(name: str) -> None:
+    spec = STAGES[name]
+    script, _ = _cmd_paths(spec["cmd"])
+    code_deps = {d for d in _declared(spec.get("deps")) if d.startswith("src/predictflow/")}
+    expected = {f"src/predictflow/{module}.py" for module in _closure(REPO / script)}
+    assert code_deps == expected
