@@ -122,3 +122,22 @@ def test_stage_deps_name_every_module_the_script_imports(name: str) -> None:
     code_deps = {d for d in _declared(spec.get("deps")) if d.startswith("src/predictflow/")}
     expected = {f"src/predictflow/{module}.py" for module in _closure(REPO / script)}
     assert code_deps == expected
+
+
+# --- 3. lineage facts from dvc.lock ---------------------------------------------------------------
+
+
+def test_the_data_md5_train_tags_is_the_one_dvc_lock_records_and_the_pin_agrees() -> None:
+    locked = lineage.locked_data_md5(REPO, paths.RAW_DATA)
+    assert locked == lineage.load_lock(REPO)["prepare"].deps[paths.RAW_DATA.as_posix()]
+    assert locked == lineage.pinned_md5(REPO / paths.RAW_DATA_PIN)
+
+
+def test_a_lock_without_the_raw_data_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / lineage.LOCK_FILE).write_text("schema: '2.0'\nstages: {}\n", encoding="utf-8")
+    with pytest.raises(lineage.LineageError) as info:
+        lineage.locked_data_md5(tmp_path, paths.RAW_DATA)
+    assert str(info.value) == (
+        f"{tmp_path / 'dvc.lock'}: no stage records data/customers.csv as a dep; "
+        "run `dvc repro` first"
+    )
