@@ -40,6 +40,8 @@ EXPERIMENT = "churn-prediction"
 # MLflow's UI opens an experiment by this tag; without it a new one opens on the GenAI overview.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MODEL_NAME = "churn-predictor"
+# Where `predictflow drift` logs its runs and the report reads them back.
+MONITORING_EXPERIMENT = "churn-monitoring"
 STORE_DIR = "mlflow_data"
 
 
