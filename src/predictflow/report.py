@@ -51,6 +51,8 @@ LOWER_IS_BETTER = frozenset({"log_loss"})
 PREFERRED_ALIASES = ("production", "staging")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DRIFT_RUNS_PER_VERSION = 3  # a daily cron would otherwise fill the page
+# Results per request: MLflow's default page for runs, well under its limit for versions (200,000).
+SEARCH_PAGE = 1000
 
 
 # --- 1. gather (MLflow, git, files) -------------------------------------------------------------
@@ -72,10 +74,6 @@ def all_versions(client: MlflowClient) -> list[ModelVersion]:
             f"no registered version of {MODEL_NAME!r} yet; run `make repro`"
         )
     return sorted(versions, key=lambda v: int(v.version), reverse=True)
-
-
-# What a file store and the REST API accept per page for model versions and runs alike.
-SEARCH_PAGE = 1000
 
 
 def drift_runs(client: MlflowClient) -> list[Run]:
