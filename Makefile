@@ -91,11 +91,12 @@ format: $(INSTALLED) ## ruff: fix what can be fixed, format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-lock: ## re-resolve dependencies and rewrite constraints.txt
-	rm -rf /tmp/predictflow-lock && $(PYTHON) -m venv /tmp/predictflow-lock
-	/tmp/predictflow-lock/bin/pip install --quiet -e '.[dev]'
-	{ head -2 constraints.txt; /tmp/predictflow-lock/bin/pip freeze --exclude-editable | grep -v '^predictflow'; } > constraints.new
-	mv constraints.new constraints.txt
+# uv keeps every pin already in constraints.txt unless `make lock UPGRADE=--upgrade`. setuptools is
+# left to the venv (zc.lockfile asks for it; pinning it would replace the venv's own copy).
+lock: $(INSTALLED) ## resolve pyproject.toml's dependencies into constraints.txt (UPGRADE=--upgrade)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet \
+		--no-emit-package setuptools --custom-compile-command 'make lock' $(UPGRADE) \
+		-o constraints.txt
 
 clean: ## remove caches (keeps .venv, data, the MLflow store)
 	rm -rf .pytest_cache .ruff_cache build src/*.egg-info

@@ -29,7 +29,19 @@ from mlflow import MlflowClient
 
 from predictflow import lineage, report
 
-from .conftest import BIN, REPO, child_env, free_port, git, predictflow, run, stop_process_group
+from .conftest import (
+    BIN,
+    REPO,
+    child_env,
+    copy_built_repo,
+    free_port,
+    git,
+    predictflow,
+    run,
+    stop_process_group,
+)
+from .test_drift import MODEL as DRIFT_MODEL
+from .test_drift import drifted_batch
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +165,71 @@ def test_register_hashes_from_an_earlier_run_are_not_shown_as_this_versions() ->
     assert rows["evaluate"].outs == {} and "no hashes recorded" in rows["evaluate"].note
 
 
+def test_the_graph_layout_keeps_the_declared_order_among_ready_stages() -> None:
+    """graphlib orders, and of the stages ready at each step the one `dvc.yaml` declares first
+    goes next: `c` (no deps) stays after the chain it is declared after."""
+    spec = {
+        "stages": {
+            "a": {"cmd": "x", "deps": ["raw.csv"], "outs": ["mid"]},
+            "b": {"cmd": "x", "deps": ["mid"], "outs": ["out"]},
+            "c": {"cmd": "x", "outs": ["other"]},
+        }
+    }
+    pipeline = report.pipeline_graph(spec, tracked={"raw.csv"})
+    assert pipeline.nodes == ("raw.csv.dvc", "a", "b", "c")
+    layout = report.graph_layout(pipeline)
+    assert layout is not None and [box.name for box in layout.boxes] == list(pipeline.nodes)
+    assert len(layout.lines) == 2 and layout.arcs == []  # raw -> a -> b, each to its neighbour
+    cyclic = {
+        "stages": {
+            "a": {"cmd": "x", "deps": ["y"], "outs": ["x"]},
+            "b": {"cmd": "x", "deps": ["x"], "outs": ["y"]},
+        }
+    }
+    assert report.pipeline_graph(cyclic, tracked=set()).nodes == ("a", "b")  # declared order
+
+
+def test_values_are_escaped_and_an_empty_drift_history_says_how_to_start_one() -> None:
+    hostile = view(1, ["staging"], params={"<script>": 'x" onload="y'})
+    built = report.Report(
+        model="churn-predictor",
+        generated="now",
+        ui=UI_BASE,
+        views=[hostile],
+        registered={1: "<b>t</b>"},
+        selected=1,
+        pipeline=report.Pipeline(nodes=(), edges=()),
+        plots={},
+    )
+    page = report.render(built)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert '" onload="' not in page and "&lt;b&gt;t&lt;/b&gt;" in page
+    assert "No drift checks recorded yet" in page and built.facts()["drift_checks"] == []
+    assert "the stage graph cannot be drawn" in page
+
+
+def test_drift_checks_keep_the_newest_runs_of_each_version(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("churn-monitoring")
+    for number, (version, verdict) in enumerate([("2", "ok")] * 4 + [("1", "drift")]):
+        tags = {"model_name": "churn-predictor", "model_version": version, "verdict": verdict}
+        if number:  # the first run predates the `drifted` tag
+            tags["drifted"] = "Contract,MonthlyCharges" if verdict == "drift" else ""
+        run_ = client.create_run(experiment, start_time=1_700_000_000_000 + number, tags=tags)
+        client.set_terminated(run_.info.run_id)
+    other = client.create_run(experiment, tags={"model_name": "another", "model_version": "9"})
+    client.set_terminated(other.info.run_id)
+
+    checks = report.drift_checks(report.drift_runs(client), UI_BASE)
+    assert [(c.version, c.verdict) for c in checks] == [(2, "ok")] * 3 + [(1, "drift")]
+    assert [c.when for c in checks[:3]] == sorted((c.when for c in checks[:3]), reverse=True)
+    assert checks[0].drifted == [] and checks[-1].drifted == ["Contract", "MonthlyCharges"]
+    assert all(
+        c.run["link"].startswith(f"{UI_BASE}/#/experiments/{experiment}/runs/") for c in checks
+    )
+
+
 # --- the real pipeline run ----------------------------------------------------------------------
 
 
@@ -216,6 +293,29 @@ def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, r
     for png in pngs:
         height, width = matplotlib.image.imread(BytesIO(png)).shape[:2]
         assert height >= 300 and width >= 300
+
+
+def test_report_shows_a_real_drift_run_of_the_version(pipeline_repo: Path, tmp_path: Path) -> None:
+    """`predictflow drift` on a shifted batch, then the report's drift section names that run:
+    its verdict, the drifted features and the batch's md5, read back from MLflow."""
+    repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
+    batch = drifted_batch(tmp_path / "batch.csv")
+    result = predictflow(
+        repo, "drift", "--input", str(batch), "--model", DRIFT_MODEL, "--json", check=False
+    )
+    assert result.returncode == 3, result.stderr
+    drift = json.loads(result.stdout)
+    out = tmp_path / "lineage.html"
+    facts = json.loads(predictflow(repo, "report", "--output", str(out), "--json").stdout)
+    assert facts["drift_checks"] == [
+        {"version": drift["version"], "verdict": "drift", "run_id": drift["run_id"]}
+    ]
+    section = out.read_text(encoding="utf-8").split("<h2>Drift checks</h2>", 1)[1]
+    section = section.split("<h2>", 1)[0]
+    assert '<span class="badge drift">drift</span>' in section
+    assert f"<td>version {drift['version']}</td>" in section
+    assert f"<td>{', '.join(drift['drifted'])}</td>" in section
+    assert lineage.file_md5(batch) in section and drift["run_id"] in section
 
 
 def test_report_needs_no_network_to_view(rendered) -> None:

@@ -31,7 +31,7 @@ from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, re
 from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
 from predictflow.stage import StageError
 
-EXPERIMENT = "churn-monitoring"
+EXPERIMENT = tracking.MONITORING_EXPERIMENT
 SCORE = "churn_probability"
 DRIFT_EXIT = 3
 EPSILON = 1e-4  # share floor in PSI: an empty bin would otherwise make it infinite
@@ -322,6 +322,7 @@ def log_run(root: Path, facts: dict[str, Any]) -> str:
             "batch_md5": facts["batch_md5"],
             "reference_data_md5": facts["reference_data_md5"],
             "verdict": facts["verdict"],
+            "drifted": ",".join(facts["drifted"]),  # the report's drift section names them
         },
     )
     run_id = run.info.run_id

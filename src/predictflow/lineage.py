@@ -29,7 +29,8 @@ def workspace_root(start: Path | None = None) -> Path:
     """The DVC workspace the process runs in: its `dvc.lock`, data and git state.
 
     Inside `dvc exp run --temp/--queue` this is the throw-away copy under `.dvc/tmp/exps/`;
-    the shared MLflow store is elsewhere (`tracking.store_root`).
+    the shared MLflow store is elsewhere (`tracking.store_root`). Not `dvc.repo.Repo.find_root`:
+    importing `dvc.repo` adds about 1 s to every command, and it raises outside a DVC repository.
     """
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
@@ -40,11 +41,8 @@ def workspace_root(start: Path | None = None) -> Path:
 
 def file_md5(path: Path | str) -> str:
     """MD5 of a file's bytes, as DVC records it for a file out."""
-    digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -12,7 +12,6 @@ reported busy. Either way the command stops with one line naming the store, befo
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -40,6 +39,8 @@ EXPERIMENT = "churn-prediction"
 # MLflow's UI opens an experiment by this tag; without it a new one opens on the GenAI overview.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MODEL_NAME = "churn-predictor"
+# Where `predictflow drift` logs its runs and the report reads them back.
+MONITORING_EXPERIMENT = "churn-monitoring"
 STORE_DIR = "mlflow_data"
 
 
@@ -103,13 +104,11 @@ def store_lock(root: Path, name: str = "store") -> Iterator[None]:
     if not uses_local_store(root):
         yield
         return
+    from filelock import FileLock  # imported here: only the paths that write need it
+
     store_dir(root).mkdir(parents=True, exist_ok=True)
-    with open(store_dir(root) / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(store_dir(root) / f".{name}.lock"):  # flock: freed if the process dies
+        yield
 
 
 class StoreError(StageError):
