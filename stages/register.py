@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import access, lineage, promotion, registry, stage, tracking
+from predictflow import access, lineage, modelcard, promotion, registry, stage, tracking
 from predictflow.io import write_json
 from predictflow.params import RegisterParams, load_params
 
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--figures-dir", type=Path, default=Path("metrics/eval_figures"))
     parser.add_argument("--plots-dir", type=Path, default=Path("metrics/eval_plots"))
     parser.add_argument("--receipt", type=Path, default=Path("models/registration.json"))
+    parser.add_argument("--prepare-metrics", type=Path, default=Path("metrics/prepare.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args()
 
@@ -167,6 +168,22 @@ def main() -> None:
         mlflow.log_artifact(str(lock), "lineage", run_id=run.info.run_id)
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
+    card = modelcard.CardFacts(
+        model=tracking.MODEL_NAME,
+        version=str(version.version),
+        run_id=run.info.run_id,
+        tags=tags,
+        data=json.loads(args.prepare_metrics.read_text(encoding="utf-8")),
+        scores=scores,
+        segments=modelcard.read_segments(args.plots_dir / "segments.csv"),
+        threshold=params.evaluate.threshold,
+        confidence=params.evaluate.confidence,
+        resamples=params.evaluate.bootstrap_resamples,
+        bins=params.evaluate.calibration_bins,
+    )
+    modelcard.attach(
+        client, tracking.MODEL_NAME, str(version.version), run.info.run_id, modelcard.render(card)
+    )
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:

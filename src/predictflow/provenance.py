@@ -116,6 +116,7 @@ def _version_facts(version: ModelVersion, sealed: str | None, missing: list[str]
         "data": {"path": tags.get("data_path"), "md5": tags.get("data_md5")},
         "model_md5": tags.get("model_md5"),
         "dvc_exp_name": tags.get("dvc_exp_name"),
+        "model_card": tags.get("model_card"),  # runs:/<run>/model_card/model_card.md
         "promotions": registry.promotion_history(version),
         "missing_lineage": missing,
     }

@@ -512,6 +512,18 @@ def render_hidden(report: Report, shown: list[dict[str, Any]]) -> str:
     )
 
 
+def model_card(view: dict[str, Any]) -> str:
+    """A link to the version's model card in the MLflow UI's artifact view (its run page)."""
+    uri = view.get("model_card")
+    if not uri:
+        return missing("none (registered before model cards)")
+    path = uri.split("/", 3)[-1]  # runs:/<run id>/<path>
+    link = view["run"]["link"]
+    if not link:
+        return mono(uri)
+    return f'<a href="{e(link)}/artifactPath/{e(path)}">{e(path)}</a>'
+
+
 def render_versions(report: Report) -> str:
     """One column per shown version: registry, code and data, held-out metrics, params."""
     views = shown_versions(report.views, report.selected)
@@ -572,6 +584,7 @@ def render_versions(report: Report) -> str:
             ),
         ),
         row("dvc experiment", lambda v: cell(v, e(v["dvc_exp_name"] or "none (dvc repro)"))),
+        row("model card", lambda v: cell(v, model_card(v))),
         group("Code and data"),
         row("git commit", lambda v: cell(v, mono(v["code"]["git_commit"]))),
         row("working tree", lambda v: cell(v, dirty(v))),
