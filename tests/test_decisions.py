@@ -111,6 +111,7 @@ def test_a_registered_version_has_a_model_card_with_eval_jsons_numbers(repo: Pat
     predictflow(repo, "report", "--output", report)
     assert f"/artifactPath/{uri.split('/', 2)[-1].split('/', 1)[-1]}" in report.read_text()
     assert lineage_json(repo, "1")["model_card"] == uri
+    assert f"  model card  {uri}\n" in predictflow(repo, "lineage", "1").stdout
 
 
 def lineage_json(repo: Path, version: str) -> dict:

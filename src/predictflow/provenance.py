@@ -138,6 +138,8 @@ def render(view: dict[str, Any]) -> str:
     ]
     if view["dvc_exp_name"]:
         lines.append(f"  experiment  {view['dvc_exp_name']} (dvc exp)")
+    if view.get("model_card"):
+        lines.append(f"  model card  {view['model_card']}")
     held_out = [(k, view["metrics"][k]) for k in METRIC_KEYS if k in view["metrics"]]
     lines.append("  held-out    " + (", ".join(f"{k} {v:.4f}" for k, v in held_out) or "none"))
     model_params = {k: v for k, v in view["params"].items() if k.startswith("model.")}
