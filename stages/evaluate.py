@@ -18,7 +18,14 @@ import pandas as pd
 
 from predictflow import paths, stage
 from predictflow.data import check_held_out
-from predictflow.evaluation import classification_metrics, figures, plot_tables
+from predictflow.evaluation import (
+    classification_metrics,
+    figures,
+    plot_tables,
+    reliability,
+    segment_metrics,
+    uncertainty_metrics,
+)
 from predictflow.io import atomic_path, write_json
 from predictflow.model import feature_importance
 from predictflow.params import load_params
@@ -69,8 +76,18 @@ def main() -> None:
     threshold = params.evaluate.threshold
     # Compute every output first, then write them: a failure leaves the previous ones intact.
     scores = classification_metrics(y_true, proba, threshold)
+    ev = params.evaluate
+    scores |= uncertainty_metrics(
+        y_true, proba, ev.bootstrap_resamples, params.base.seed, ev.confidence, ev.calibration_bins
+    )
     importance = feature_importance(model)
-    tables = {**plot_tables(y_true, proba, threshold), "importance.csv": importance}
+    tables = {
+        **plot_tables(y_true, proba, threshold),
+        "importance.csv": importance,
+        "reliability.csv": reliability(y_true, proba, ev.calibration_bins),
+        # not a plot: the model card's per-segment table, attached to the run with the others
+        "segments.csv": pd.DataFrame(segment_metrics(test, y_true, proba)),
+    }
     scored = prediction_frame(test, proba, threshold)
     figs = figures(y_true, proba, threshold, importance)
     write_plots(args.plots_dir, tables)
@@ -79,8 +96,11 @@ def main() -> None:
         scored.to_parquet(predictions_tmp, index=False)
     write_json(args.metrics, scores)
     log.info(
-        "roc_auc %.4f, accuracy %.4f on %d held-out rows",
+        "roc_auc %.4f (%.0f%% interval %.4f-%.4f), accuracy %.4f on %d held-out rows",
         scores["roc_auc"],
+        100 * ev.confidence,
+        scores["roc_auc_ci_low"],
+        scores["roc_auc_ci_high"],
         scores["accuracy"],
         len(test),
     )

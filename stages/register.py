@@ -17,7 +17,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from predictflow import access, lineage, paths, promotion, registry, stage, tracking
+from predictflow import access, lineage, modelcard, paths, promotion, registry, stage, tracking
 from predictflow.data import held_out_counts
 from predictflow.io import write_json
 from predictflow.params import RegisterParams, load_params
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--figures-dir", type=Path, default=paths.EVAL_FIGURES)
     parser.add_argument("--plots-dir", type=Path, default=paths.EVAL_PLOTS)
     parser.add_argument("--receipt", type=Path, default=paths.RECEIPT)
+    parser.add_argument("--prepare-metrics", type=Path, default=paths.PREPARE_METRICS)
     parser.add_argument("--raw", type=Path, default=paths.RAW_DATA, help="tagged, not read")
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args()
@@ -85,6 +86,22 @@ def main() -> None:
         mlflow.log_artifact(str(lock), "lineage", run_id=run.info.run_id)
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
+    card = modelcard.CardFacts(
+        model=tracking.MODEL_NAME,
+        version=str(version.version),
+        run_id=run.info.run_id,
+        tags=tags,
+        data=json.loads(args.prepare_metrics.read_text(encoding="utf-8")),
+        scores=scores,
+        segments=modelcard.read_segments(args.plots_dir / "segments.csv"),
+        threshold=params.evaluate.threshold,
+        confidence=params.evaluate.confidence,
+        resamples=params.evaluate.bootstrap_resamples,
+        bins=params.evaluate.calibration_bins,
+    )
+    modelcard.attach(
+        client, tracking.MODEL_NAME, str(version.version), run.info.run_id, modelcard.render(card)
+    )
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:

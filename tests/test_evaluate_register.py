@@ -12,12 +12,20 @@ import sys
 from pathlib import Path
 
 from predictflow import lineage
-from predictflow.evaluation import METRIC_KEYS
+from predictflow.evaluation import METRIC_KEYS, UNCERTAINTY_KEYS
 
 from .conftest import assert_one_line_error, run
 
 FIGURES = ("confusion_matrix.png", "feature_importance.png", "precision_recall.png", "roc.png")
-TABLES = ("confusion_matrix.csv", "importance.csv", "precision_recall.csv", "roc.csv")
+TABLES = (
+    "confusion_matrix.csv",
+    "importance.csv",
+    "precision_recall.csv",
+    "reliability.csv",
+    "roc.csv",
+    "segments.csv",
+)
+HELD_OUT = (*METRIC_KEYS, *UNCERTAINTY_KEYS)
 CURVES = ("validation_0-logloss", "validation_1-logloss")
 TEST_SPLIT = "data/prepared/test.parquet"
 
@@ -83,7 +91,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
     (run_,) = c.search_runs([experiment.experiment_id])
     run_id = run_.info.run_id
     assert run_.info.status == "FINISHED"
-    assert set(run_.data.metrics) == {*METRIC_KEYS, *CURVES}
+    assert set(run_.data.metrics) == {*HELD_OUT, *CURVES}
     evaluation = json.loads((pipeline_repo / "metrics/eval.json").read_text())
     assert {k: run_.data.metrics[k] for k in evaluation} == evaluation
     tags = {k for k in run_.data.tags if not k.startswith("mlflow.")}
@@ -96,6 +104,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
             *(f"evaluation/{name}" for name in FIGURES),
             *(f"evaluation/data/{name}" for name in TABLES),
             "lineage/dvc.lock",
+            "model_card/model_card.md",
         ]
     )
     tables = Path(c.download_artifacts(run_id, "evaluation/data"))
@@ -127,7 +136,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
         for m in c.get_logged_model(output.model_id).metrics
         if m.model_id == output.model_id
     }
-    assert logged == {(key, TEST_SPLIT, test_md5) for key in METRIC_KEYS} | {
+    assert logged == {(key, TEST_SPLIT, test_md5) for key in HELD_OUT} | {
         (key, None, None) for key in CURVES
     }
 
@@ -139,6 +148,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
         "git_dirty",
         "held_out_min_class_rows",
         "held_out_rows",
+        "model_card",
         "model_md5",
         "promotion.0001",
         "run_id",

@@ -23,6 +23,7 @@ PLOTS = (
     "ROC",
     "Precision-recall",
     "Confusion_matrix",
+    "Reliability__calibration_",
     "Feature_importance",
 )
 OFFLINE = ("--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND")

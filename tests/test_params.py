@@ -424,6 +424,9 @@ MEANINGLESS = [
     ("model.reg_lambda", -1.0, "greater than or equal to 0"),
     ("model.C", 0.0, "greater than 0"),
     ("evaluate.threshold", 0.0, "greater than 0"),
+    ("evaluate.bootstrap_resamples", 0, "greater than or equal to 100"),
+    ("evaluate.confidence", 0.5, "greater than 0.5"),
+    ("promote.margin", -0.01, "greater than or equal to 0"),
     ("featurize.min_category_share", -0.1, "greater than or equal to 0"),
     ("tune.jobs", 0, "greater than or equal to 1"),
 ]

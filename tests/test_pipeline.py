@@ -110,6 +110,7 @@ def test_dvc_plots_render_every_declared_plot(pipeline_repo: Path, tmp_path: Pat
         "ROC",
         "Precision-recall",
         "Confusion matrix",
+        "Reliability (calibration)",
         "Feature importance",
     ):
         assert title in page

@@ -256,7 +256,10 @@ def cmd_promote(args: argparse.Namespace) -> None:
                 min_roc_auc=params.registry.min_roc_auc,
                 min_test_rows=params.registry.min_test_rows,
                 min_test_class_rows=params.registry.min_test_class_rows,
-                max_drop=params.promote.max_roc_auc_drop,
+                margin=params.promote.margin,
+                confidence=params.promote.confidence,
+                resamples=params.promote.bootstrap_resamples,
+                seed=params.base.seed,
             ),
             allow_dirty=args.allow_dirty,
         )
@@ -592,8 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="move alias staging/production to a version after its gates pass",
         description="Staging needs the quality gate (register.min_roc_auc). Production needs "
         "staging first, complete lineage tags, a clean tree, a committed dvc.lock pinning the "
-        "model (sealed), and a held-out ROC AUC at least the current production version's "
-        "(minus promote.max_roc_auc_drop) on the current evaluation split.",
+        "model (sealed), and, scored with the current production version on the same rows of "
+        "the current evaluation split, a ROC AUC not worse beyond promote.margin: the low end "
+        "of a paired-bootstrap interval at promote.confidence must reach -margin.",
     )
     promote.add_argument("version", help="version number or models:/ URI")
     promote.add_argument("--to", required=True, choices=("staging", "production"))

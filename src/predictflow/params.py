@@ -51,6 +51,9 @@ class ModelParams(_Section):
 
 class EvaluateParams(_Section):
     threshold: float = Field(gt=0.0, lt=1.0)
+    bootstrap_resamples: int = Field(ge=100, le=100_000)  # for the ROC/PR AUC intervals
+    confidence: float = Field(gt=0.5, lt=1.0)  # level of those intervals
+    calibration_bins: int = Field(ge=2, le=100)  # equal-width bins: ECE and reliability curve
 
 
 class RegisterParams(_Section):
@@ -60,7 +63,11 @@ class RegisterParams(_Section):
 
 
 class PromoteParams(_Section):
-    max_roc_auc_drop: float = Field(ge=0.0, le=1.0)
+    """The production gate: paired bootstrap of challenger minus champion ROC AUC."""
+
+    margin: float = Field(ge=0.0, le=1.0)  # how much worse the challenger may be, at most
+    confidence: float = Field(gt=0.5, lt=1.0)  # level of the interval whose low end is checked
+    bootstrap_resamples: int = Field(ge=100, le=100_000)
 
 
 def _grid_value(value: object) -> int | float | str:

@@ -17,9 +17,13 @@ from predictflow import access, lineage, paths, registry
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
+
+    from predictflow.evaluation import PairedDifference
 
 TARGETS = ("staging", "production")
 
@@ -37,12 +41,13 @@ class Gate:
 
 @dataclass(frozen=True)
 class Challenge:
-    """Champion/challenger on the current evaluation split."""
+    """Champion/challenger on the current evaluation split: both score the same rows."""
 
     metric: str
     challenger: float
     champion_version: str | None = None
     champion: float | None = None
+    paired: PairedDifference | None = None  # challenger minus champion, with its interval
 
 
 def quality_gate(roc_auc: float | None, min_roc_auc: float) -> Gate:
@@ -51,15 +56,37 @@ def quality_gate(roc_auc: float | None, min_roc_auc: float) -> Gate:
     return Gate("quality", roc_auc >= min_roc_auc, f"roc_auc {roc_auc:.4f} >= {min_roc_auc:.4f}")
 
 
+def champion_gate(challenge: Challenge, margin: float) -> Gate:
+    """Not worse than production beyond `margin`, at the interval's confidence.
+
+    The rule is on the paired interval, not the two point AUCs: its low end must reach
+    -margin. A challenger whose point AUC is a hair below the champion's passes when the
+    interval says the gap is within the margin; one that is really worse fails however its
+    point AUC came out.
+    """
+    if challenge.champion is None or challenge.paired is None:
+        return Gate("champion/challenger", True, "no version holds production yet")
+    paired = challenge.paired
+    return Gate(
+        "champion/challenger",
+        paired.low >= -margin,
+        f"{challenge.metric} {challenge.challenger:.4f} vs production v{challenge.champion_version}"
+        f" {challenge.champion:.4f} on the same {paired.rows} rows: difference "
+        f"{paired.difference:+.4f}, {100 * paired.confidence:g}% paired-bootstrap interval "
+        f"[{paired.low:+.4f}, {paired.high:+.4f}] (low end must be >= {-margin:+.4f}, "
+        "promote.margin)",
+    )
+
+
 def production_gates(
     aliases: list[str],
     tags: dict[str, str],
     sealed: str | None,
     challenge: Challenge,
-    max_drop: float,
+    margin: float,
     allow_dirty: bool,
 ) -> list[Gate]:
-    """Staging first, complete lineage, clean and sealed code, at least as good as production."""
+    """Staging first, complete lineage, clean and sealed code, not worse than production."""
     missing = [key for key in REQUIRED_LINEAGE if not tags.get(key)]
     dirty = tags.get("git_dirty") != "false"
     gates = [
@@ -96,47 +123,52 @@ def production_gates(
             + (" (allowed by --allow-dirty)" if allow_dirty else "; commit dvc.lock first"),
         ),
     ]
-    if challenge.champion is None:
-        gates.append(Gate("champion/challenger", True, "no version holds production yet"))
-    else:
-        floor = challenge.champion - max_drop
-        gates.append(
-            Gate(
-                "champion/challenger",
-                challenge.challenger >= floor,
-                f"{challenge.metric} {challenge.challenger:.4f} vs production "
-                f"v{challenge.champion_version} {challenge.champion:.4f} (must be >= {floor:.4f})",
-            )
-        )
-    return gates
+    return [*gates, champion_gate(challenge, margin)]
 
 
-def held_out_auc(model: PyFuncModel, split: Path) -> float:
-    """ROC AUC of a (verified) registered model on the workspace's current evaluation split."""
-    import pandas as pd
-    from sklearn.metrics import roc_auc_score
-
-    from predictflow.schema import TARGET
+def held_out_scores(model: PyFuncModel, rows: pd.DataFrame) -> np.ndarray:
+    """P(churn) of a (verified) registered model for the evaluation split's rows."""
     from predictflow.scoring import churn_probability
 
-    rows = pd.read_parquet(split)
-    return float(roc_auc_score(rows[TARGET], churn_probability(model, rows)))
+    return churn_probability(model, rows)
 
 
 def challenge(
-    client: MlflowClient, version: ModelVersion, model: PyFuncModel, split: Path
+    client: MlflowClient,
+    version: ModelVersion,
+    model: PyFuncModel,
+    split: Path,
+    limits: Gates,
 ) -> Challenge:
+    """Score the split with the challenger and, if there is one, the production version; the
+    paired bootstrap resamples the same rows for both (seeded: the same verdict every time)."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from predictflow.evaluation import paired_auc_difference
+    from predictflow.schema import TARGET
+
     if not split.exists():
         raise PromotionRefused(
             f"{split} not found: run `dvc repro` to build the evaluation split first"
         )
+    rows = pd.read_parquet(split)
+    y_true = rows[TARGET].to_numpy()
+    challenger = held_out_scores(model, rows)
     champion = registry.holder(client, "production")
-    challenger = held_out_auc(model, split)
     if champion is None:
-        return Challenge("roc_auc", challenger)
+        return Challenge("roc_auc", float(roc_auc_score(y_true, challenger)))
     champion_model = registry.load_verified(client, f"models:/{MODEL_NAME}/{champion.version}")
+    defending = held_out_scores(champion_model, rows)
+    paired = paired_auc_difference(
+        y_true, challenger, defending, limits.resamples, limits.seed, limits.confidence
+    )
     return Challenge(
-        "roc_auc", challenger, str(champion.version), held_out_auc(champion_model, split)
+        "roc_auc",
+        float(roc_auc_score(y_true, challenger)),
+        str(champion.version),
+        float(roc_auc_score(y_true, defending)),
+        paired,
     )
 
 
@@ -170,7 +202,10 @@ class Gates:
     min_roc_auc: float
     min_test_rows: int
     min_test_class_rows: int
-    max_drop: float
+    margin: float  # promote.margin: how much worse than production a challenger may be
+    confidence: float  # promote.confidence
+    resamples: int  # promote.bootstrap_resamples
+    seed: int  # base.seed
 
 
 @dataclass
@@ -228,9 +263,9 @@ def promote(
                 workspace, paths.MODEL.as_posix(), current.tags["model_md5"]
             )
             model = mlflow.pyfunc.load_model(str(local))
-            duel = challenge(client, current, model, workspace / paths.PREPARED_TEST)
+            duel = challenge(client, current, model, workspace / paths.PREPARED_TEST, limits)
             gates += production_gates(
-                aliases, current.tags, sealed, duel, limits.max_drop, allow_dirty
+                aliases, current.tags, sealed, duel, limits.margin, allow_dirty
             )
     failed = [gate for gate in gates if not gate.passed]
     if failed:

@@ -115,6 +115,7 @@ def _version_facts(version: ModelVersion, sealed: str | None, missing: list[str]
         "data": {"path": tags.get("data_path"), "md5": tags.get("data_md5")},
         "model_md5": tags.get("model_md5"),
         "dvc_exp_name": tags.get("dvc_exp_name"),
+        "model_card": tags.get("model_card"),  # runs:/<run>/model_card/model_card.md
         "promotions": registry.promotion_history(version),
         "missing_lineage": missing,
     }
@@ -136,6 +137,8 @@ def render(view: dict[str, Any]) -> str:
     ]
     if view["dvc_exp_name"]:
         lines.append(f"  experiment  {view['dvc_exp_name']} (dvc exp)")
+    if view.get("model_card"):
+        lines.append(f"  model card  {view['model_card']}")
     held_out = [(k, view["metrics"][k]) for k in METRIC_KEYS if k in view["metrics"]]
     lines.append("  held-out    " + (", ".join(f"{k} {v:.4f}" for k, v in held_out) or "none"))
     model_params = {k: v for k, v in view["params"].items() if k.startswith("model.")}
