@@ -11,8 +11,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-METRIC_KEYS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss")
-
 
 def classification_metrics(
     y_true: np.ndarray, proba: np.ndarray, threshold: float

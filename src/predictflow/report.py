@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from predictflow import lineage, provenance, registry
-from predictflow.evaluation import METRIC_KEYS
 from predictflow.io import atomic_path
-from predictflow.tracking import MODEL_NAME
+from predictflow.tracking import METRIC_KEYS, MODEL_NAME
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -714,3 +713,12 @@ def render_plots(plots: dict[str, str | None]) -> str:
             f"(<code>{e(PLOT_DIR)}/{e(name)}</code>)</figcaption></figure>"
         )
     return f'<div class="plots">{"".join(figures)}</div>'
+
+
+def publish(
+    client: MlflowClient, workspace: Path, version: str | None, output: Path
+) -> dict[str, Any]:
+    """`predictflow report`: collect every version, write the page; return the facts."""
+    view = collect(client, workspace, version)
+    size = write(view, output)
+    return {"output": str(output), "bytes": size, **view.facts()}
