@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, assert_one_line_error, predictflow, run
+from .conftest import assert_one_line_error, predictflow, run
 
 # A command added to the real click app in a child process, raising what the test names.
 WITH_COMMAND = """
@@ -86,7 +86,8 @@ def test_help_lists_every_command_and_each_has_its_own(tmp_path: Path) -> None:
         helped = predictflow(tmp_path, name, "--help").stdout
         assert helped.startswith(f"Usage: predictflow {name} ")
     for group, sub in (("data", "synth"), ("data", "ensure"), ("store", "migrate")):
-        assert f"Usage: predictflow {group} {sub} " in predictflow(tmp_path, group, sub, "-h").stdout
+        helped = predictflow(tmp_path, group, sub, "-h").stdout
+        assert f"Usage: predictflow {group} {sub} " in helped
     for sub in ("whoami", "add", "grant"):
         assert "Usage: predictflow access" in predictflow(tmp_path, "access", sub, "--help").stdout
 
@@ -108,7 +109,6 @@ def test_the_literal_defaults_match_their_sources() -> None:
 
     assert cli.MODEL_NAME == tracking.MODEL_NAME
     assert cli.CHUNK_ROWS == scoring.DEFAULT_CHUNK_ROWS
-    assert cli.ROLES == tuple(access.ROLES)
+    assert tuple(access.ROLES) == cli.ROLES
     assert (cli.SYNTH_ROWS, cli.SYNTH_SEED) == (synth.DEFAULT_ROWS, synth.DEFAULT_SEED)
     assert cli.RAW_DATA == rawdata.RAW_DATA
-    assert (BIN / "predictflow").exists()
