@@ -159,8 +159,9 @@ def predictflow_help() -> str:
 
 
 def listed_subcommands(help_text: str) -> set[str]:
-    """Names argparse lists under its positional COMMAND block (`    name   help text`)."""
-    return set(re.findall(r"^ {4}([a-z][a-z-]*)\b", help_text, flags=re.MULTILINE))
+    """Names click lists under its `Commands:` block (`  name   help text`)."""
+    commands = help_text.partition("\nCommands:\n")[2]
+    return set(re.findall(r"^ {2}([a-z][a-z-]*)\b", commands, flags=re.MULTILINE))
 
 
 def test_every_existing_predictflow_subcommand_used_is_real() -> None:

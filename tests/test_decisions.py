@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from predictflow import lineage
-from predictflow.evaluation import METRIC_KEYS, UNCERTAINTY_KEYS
+from predictflow.evaluation import UNCERTAINTY_KEYS
+from predictflow.tracking import METRIC_KEYS
 
 from .conftest import assert_one_line_error, copy_built_repo, dvc, git, predictflow
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from predictflow import lineage
-from predictflow.evaluation import METRIC_KEYS, UNCERTAINTY_KEYS
+from predictflow.evaluation import UNCERTAINTY_KEYS
 
 from .conftest import assert_one_line_error, run
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from predictflow import lineage
-from predictflow.evaluation import METRIC_KEYS
 from predictflow.schema import FEATURES
+from predictflow.tracking import METRIC_KEYS
 
 from .conftest import REPO, dvc, git, predictflow, run
 

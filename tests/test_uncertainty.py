@@ -11,6 +11,7 @@ from sklearn import metrics
 from predictflow import evaluation as ev
 from predictflow import modelcard
 from predictflow.promotion import Challenge, champion_gate
+from predictflow.tracking import METRIC_KEYS
 
 
 def toy(rows: int = 600, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +166,7 @@ def test_champion_gate_without_a_champion() -> None:
 
 
 def card_facts(**change) -> modelcard.CardFacts:
-    scores = {k: 0.5 for k in ev.METRIC_KEYS} | {
+    scores = {k: 0.5 for k in METRIC_KEYS} | {
         "roc_auc": 0.812345,
         "roc_auc_ci_low": 0.79,
         "roc_auc_ci_high": 0.83,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -97,12 +98,17 @@ def refusal(err: MlflowException, uri: str) -> AccessError | None:
 
 @contextmanager
 def refusals(uri: str) -> Iterator[None]:
-    """Turn the server's 401/403 into one AccessError line; every other error passes through."""
-    from mlflow.exceptions import MlflowException
+    """Turn the server's 401/403 into one AccessError line; every other error passes through.
 
+    MLflow is imported only once an error is raised: code that never loaded it cannot have
+    raised its exception, and a stage that does not use the store is spared the 3 s import.
+    """
     try:
         yield
-    except MlflowException as err:
+    except Exception as err:
+        exceptions = sys.modules.get("mlflow.exceptions")
+        if exceptions is None or not isinstance(err, exceptions.MlflowException):
+            raise
         mapped = refusal(err, uri)
         if mapped is None:
             raise
@@ -268,3 +274,29 @@ def add_user(uri: str, user: str, password: str, role: str) -> dict[str, str]:
             raise AccessError(f"{server_of(uri)} refused user {user!r}: {err.message}") from None
         raise
     return grant(uri, user, role)
+
+
+def team_server() -> tuple[str, Caller]:
+    """The team server's URI and the caller it verified; a user error when the store is local
+    or the server does not authenticate."""
+    from predictflow import tracking
+
+    uri = tracking.tracking_uri(tracking.store_root())
+    if not is_server(uri):
+        raise AccessError(
+            f"{uri} is a local store: users and roles live on a team server; set "
+            "MLFLOW_TRACKING_URI to it (and an admin's MLFLOW_TRACKING_USERNAME / PASSWORD)"
+        )
+    me = caller(uri)
+    if not me.verified:
+        raise AccessError(
+            f"{server_of(uri)} runs without authentication, so it has no users or roles: "
+            "restart it with `make server` (auth is on unless PREDICTFLOW_INSECURE_NO_AUTH=1)"
+        )
+    return uri, me
+
+
+def whoami(uri: str, me: Caller) -> dict[str, object]:
+    """The login the server accepted from the caller's credentials, and its role."""
+    role = "admin" if me.is_admin else role_of(uri, me.name)
+    return {"server": server_of(uri), "user": me.name, "verified": me.verified, "role": role}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from predictflow import lineage, paths, tracking
+from predictflow.errors import UserError
 
 Status = Literal["ok", "warning", "problem"]
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token", "password", "token")
@@ -87,7 +88,7 @@ def _move_aside(path: Path) -> Path:
     return pairs[0][1]
 
 
-class StoreRepairError(RuntimeError):
+class StoreRepairError(UserError):
     """A repair refused because its backup could not be verified; the store is unchanged."""
 
 

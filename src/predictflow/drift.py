@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from predictflow.params import DriftParams, PrepareParams
 from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
 from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
 from predictflow.stage import StageError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 EXPERIMENT = tracking.MONITORING_EXPERIMENT
 SCORE = "churn_probability"
@@ -337,3 +340,39 @@ def log_run(root: Path, facts: dict[str, Any]) -> str:
     client.log_dict(run_id, facts, "drift.json")
     client.set_terminated(run_id)
     return run_id
+
+
+def check(
+    client: MlflowClient,
+    workspace: Path,
+    model_ref: str,
+    source: Path,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> dict[str, Any]:
+    """`predictflow drift`: the batch against the training data of `model_ref`'s version,
+    logged as a monitoring run; return the facts (`verdict` is "drift" or "ok")."""
+    from predictflow import provenance, registry
+    from predictflow.params import load_params
+
+    params = load_params(workspace / "params.yaml").drift
+    version = registry.resolve(client, model_ref)
+    data_md5 = version.tags.get("data_md5")
+    if not data_md5:
+        raise StageError(f"version {version.version} has no data_md5 tag; its data is unknown")
+    # How `prepare` split the data: its params as the dvc.lock logged at registration hashed
+    # them (the run records only what `train` reads).
+    split_params = provenance.recorded_stages(client, version.run_id).get("prepare", {})
+    model = registry.load_checked(
+        client, f"models:/{tracking.MODEL_NAME}/{version.version}", shown=model_ref
+    )
+    reference = load_reference(workspace, data_md5, split_params.get("params", {}))
+    facts = {
+        "model": model_ref,
+        "version": int(version.version),
+        "input": str(source),
+        "reference_data_md5": data_md5,
+        **measure(model, reference, source, params, chunk_rows),
+    }
+    facts["batch_md5"] = lineage.file_md5(source)
+    facts["run_id"] = log_run(tracking.store_root(), facts)
+    return facts

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-METRIC_KEYS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss")
-# What `evaluate` adds for decisions under uncertainty (also flat keys of metrics/eval.json).
+# What `evaluate` adds to tracking.METRIC_KEYS for decisions under uncertainty (flat keys of
+# metrics/eval.json too).
 UNCERTAINTY_KEYS = (
     "roc_auc_ci_low",
     "roc_auc_ci_high",

@@ -15,13 +15,14 @@ from typing import Any
 
 import yaml
 
+from predictflow.errors import UserError
 from predictflow.params import read_yaml, yaml_problem
 
 LOCK_FILE = "dvc.lock"
 PIPELINE_FILE = "dvc.yaml"
 
 
-class LineageError(RuntimeError):
+class LineageError(UserError):
     """The repository is not in a state the requested lineage fact can be read from."""
 
 

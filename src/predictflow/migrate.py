@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from predictflow import access, tracking
+from predictflow.errors import UserError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +61,7 @@ BATCH_PARAMS_TAGS = 100
 BATCH_METRICS = 1000
 
 
-class MigrationError(RuntimeError):
+class MigrationError(UserError):
     """The migration cannot go on; the message is one line for the user."""
 
 

@@ -78,7 +78,7 @@ def render(facts: CardFacts) -> str:
     """The card as Markdown (jinja2; undefined names fail instead of printing nothing)."""
     import jinja2
 
-    from predictflow.evaluation import METRIC_KEYS
+    from predictflow.tracking import METRIC_KEYS
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("predictflow", "templates"),

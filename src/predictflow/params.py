@@ -16,6 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from predictflow.errors import UserError
+
 # numpy's and XGBoost's seeds are unsigned 32-bit: a larger one fails deep inside a fit.
 MAX_SEED = 2**32 - 1
 
@@ -116,7 +118,7 @@ class Params(_Section):
     drift: DriftParams
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """`params.yaml` is missing, unreadable or invalid; the message is one line for the user."""
 
 

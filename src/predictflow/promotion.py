@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from predictflow import access, lineage, paths, registry
+from predictflow.errors import UserError
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 TARGETS = ("staging", "production")
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(UserError):
     """A gate failed or the alias moved meanwhile; nothing was changed."""
 
 
@@ -284,3 +285,55 @@ def promote(
         if sealed:
             client.set_model_version_tag(MODEL_NAME, number, "sealed_commit", sealed)
     return Outcome(number, target, gates, seen and str(seen.version), event)
+
+
+def promote_ref(
+    client: MlflowClient,
+    workspace: Path,
+    ref: str,
+    target: str,
+    reason: str,
+    allow_dirty: bool = False,
+) -> Outcome:
+    """`predictflow promote`: resolve `ref` and promote it with the params.yaml gates."""
+    from predictflow.params import load_params
+    from predictflow.tracking import store_root
+
+    params = load_params(workspace / "params.yaml")
+    version = registry.resolve(client, ref)
+    limits = Gates(
+        min_roc_auc=params.registry.min_roc_auc,
+        min_test_rows=params.registry.min_test_rows,
+        min_test_class_rows=params.registry.min_test_class_rows,
+        margin=params.promote.margin,
+        confidence=params.promote.confidence,
+        resamples=params.promote.bootstrap_resamples,
+        seed=params.base.seed,
+    )
+    return promote(client, store_root(), workspace, version, target, reason, limits, allow_dirty)
+
+
+def describe(outcome: Outcome) -> tuple[dict[str, object], str]:
+    """The facts (`--json`) and the text a person reads about a promotion."""
+    facts = {
+        "version": int(outcome.version),
+        "alias": outcome.target,
+        "previous": int(outcome.previous) if outcome.previous else None,
+        "gates": [vars(g) for g in outcome.gates],
+        "event": outcome.event,
+    }
+    if outcome.event is None:
+        text = f"version {outcome.version} already holds {outcome.target}; nothing changed"
+    elif outcome.already:
+        text = (
+            f"version {outcome.version} already holds {outcome.target}; its audit record was "
+            f"{'pending' if outcome.event.get('from') != 'unknown' else 'missing'} and is now "
+            "complete"
+        )
+    else:
+        gates = "\n".join(f"  ok  {g.name}: {g.detail}" for g in outcome.gates)
+        text = (
+            f"{gates}\nversion {outcome.version} -> {outcome.target}"
+            f" (was: {('version ' + outcome.previous) if outcome.previous else 'none'})"
+        )
+    return facts, text

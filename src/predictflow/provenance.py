@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from predictflow import lineage, paths, registry
-from predictflow.evaluation import METRIC_KEYS
-from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE
+from predictflow.tracking import METRIC_KEYS, MODEL_NAME, REQUIRED_LINEAGE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from predictflow.errors import UserError
 from predictflow.lineage import file_md5
 from predictflow.stage import StageError, checkpoint
 from predictflow.tracking import MODEL_NAME, store_lock
@@ -72,7 +73,7 @@ def register(
         return created, True
 
 
-class RegistryError(LookupError):
+class RegistryError(UserError):
     """A model URI or version does not resolve; the message is one line for the user."""
 
 
@@ -85,6 +86,17 @@ def client_for(root: Path) -> MlflowClient:
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def open_client() -> MlflowClient:
+    """A client for a command: the store reached within a bounded wait (one line, not minutes
+    of retries) and a team server's refusal of the credentials reported before any work."""
+    from predictflow import access, tracking
+
+    root = tracking.store_root()
+    uri = tracking.reach(tracking.tracking_uri(root))
+    access.check_credentials(uri)
+    return client_for(root)
 
 
 def resolve(client: MlflowClient, ref: str | None) -> ModelVersion:
@@ -425,3 +437,15 @@ def _all_versions(client: MlflowClient) -> list[ModelVersion]:
         client.get_model_version(MODEL_NAME, str(v.version))
         for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
     ]
+
+
+def load_checked(client: MlflowClient, uri: str, shown: str | None = None) -> PyFuncModel:
+    """`load_verified`, with a URI that does not load (no such run or path, an unreadable
+    store) reported as one user line naming `shown` (default: `uri`)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load_verified(client, uri)
+    except (MlflowException, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArtifactError(f"cannot load model {shown or uri!r}: {first}") from None

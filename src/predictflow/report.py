@@ -28,9 +28,8 @@ import jinja2
 from markupsafe import Markup
 
 from predictflow import lineage, provenance, registry
-from predictflow.evaluation import METRIC_KEYS
 from predictflow.io import atomic_path
-from predictflow.tracking import MODEL_NAME, MONITORING_EXPERIMENT
+from predictflow.tracking import METRIC_KEYS, MODEL_NAME, MONITORING_EXPERIMENT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -591,3 +590,12 @@ def graph_layout(pipeline: Pipeline) -> GraphLayout | None:
         arcs=arcs,
         boxes=boxes,
     )
+
+
+def publish(
+    client: MlflowClient, workspace: Path, version: str | None, output: Path
+) -> dict[str, Any]:
+    """`predictflow report`: collect every version, write the page; return the facts."""
+    view = collect(client, workspace, version)
+    size = write(view, output)
+    return {"output": str(output), "bytes": size, **view.facts()}

@@ -15,17 +15,21 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from predictflow import lineage, paths
+from predictflow.errors import UserError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 REBUILT_STAGES = ("prepare", "featurize", "train")
 DATA_DVC = paths.RAW_DATA_PIN.as_posix()
 
 
-class ReproduceError(RuntimeError):
+class ReproduceError(UserError):
     """The version cannot be rebuilt here; the message says what is missing and what to do."""
 
 
@@ -177,3 +181,59 @@ def reproduce(view: dict[str, Any], workspace: Path, keep: bool = False) -> list
             print(f"kept the rebuild in {clone}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_version(
+    client: MlflowClient, ref: str | None, workspace: Path, keep: bool = False
+) -> dict[str, Any]:
+    """`predictflow reproduce`: rebuild the version `ref` names and compare; return the facts
+    (`matches` is true only when every stage's outputs have the recorded hashes)."""
+    import logging
+    import time
+
+    from predictflow import provenance, registry
+
+    view = provenance.facts(client, registry.resolve(client, ref), workspace)
+    logging.getLogger(__name__).info(
+        "rebuilding version %s from commit %s and data md5 %s ...",
+        view["version"],
+        (view["code"]["git_commit"] or "?")[:12],
+        view["data"]["md5"],
+    )
+    started = time.monotonic()
+    checks = reproduce(view, workspace, keep=keep)
+    return {
+        "version": view["version"],
+        "git_commit": view["code"]["git_commit"],
+        "data_md5": view["data"]["md5"],
+        "matches": all(check.matches for check in checks),
+        "seconds": round(time.monotonic() - started, 1),
+        "stages": {
+            c.stage: {
+                "matches": c.matches,
+                "differing": {
+                    path: {"recorded": rec, "rebuilt": new}
+                    for path, (rec, new) in c.differing.items()
+                },
+            }
+            for c in checks
+        },
+    }
+
+
+def render_check(facts: dict[str, Any]) -> str:
+    """Per stage match or DIFFERS (with the differing hashes), then the verdict."""
+    lines = []
+    for stage, check in facts["stages"].items():
+        lines.append(f"  {'match' if check['matches'] else 'DIFFERS':<8}{stage}")
+        lines += [
+            f"          {path}: recorded {pair['recorded']}, rebuilt {pair['rebuilt']}"
+            for path, pair in check["differing"].items()
+        ]
+    version = facts["version"]
+    lines.append(
+        f"version {version} reproduced byte for byte"
+        if facts["matches"]
+        else f"version {version} did NOT reproduce"
+    )
+    return "\n".join(lines)

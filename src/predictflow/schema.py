@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from predictflow.errors import UserError
+
 ID = "customerID"
 TARGET = "Churn"
 TARGET_VALUES = {"Yes": 1, "No": 0}
@@ -61,7 +63,7 @@ NUMERIC_FEATURES: tuple[str, ...] = (*INTEGERS, *FLOATS)
 FEATURES: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c not in (ID, TARGET))
 
 
-class DataContractError(ValueError):
+class DataContractError(UserError):
     """A raw file breaks the data contract; the message is one line meant for the user."""
 
 

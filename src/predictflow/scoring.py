@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from predictflow.io import atomic_path
 from predictflow.schema import FEATURES, ID, TARGET, CleanReport, DataContractError, clean, read_raw
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,58 @@ def score_csv(
         if report.clean.rows_read == 0:
             raise DataContractError(f"{source}: no data rows after the header")
     return report
+
+
+def default_threshold(workspace: Path) -> float:
+    """`evaluate.threshold` from the workspace's params.yaml, so predict labels like evaluate."""
+    from predictflow.params import ParamsError, load_params
+
+    try:
+        return load_params(workspace / "params.yaml").evaluate.threshold
+    except ParamsError:
+        return 0.5
+
+
+def notes(report: ScoreReport) -> list[str]:
+    """What the user should know about rows scored leniently, skipped or ignored."""
+    found = []
+    if report.clean.unseen_categories:
+        unseen = ", ".join(f"{c} ({n})" for c, n in report.clean.unseen_categories.items())
+        found.append(f"scored rows with categories unseen in training: {unseen}")
+    if report.clean.rows_dropped_total_charges:
+        found.append(
+            f"{report.clean.rows_dropped_total_charges} row(s) skipped: blank "
+            "TotalCharges at tenure > 0"
+        )
+    if report.clean.extra_columns:
+        found.append(f"ignored column(s): {', '.join(report.clean.extra_columns)}")
+    return found
+
+
+def predict_file(
+    client: MlflowClient,
+    model_uri: str,
+    source: Path,
+    output: Path,
+    threshold: float | None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    quiet: bool = False,
+) -> tuple[dict[str, object], list[str]]:
+    """`predictflow predict`: load the verified model, score `source` into `output`; return
+    the facts and the notes for the user."""
+    from predictflow import lineage, registry
+
+    model = registry.load_checked(client, model_uri)
+    if threshold is None:
+        threshold = default_threshold(lineage.workspace_root())
+    report = score_csv(
+        model, source, output, threshold, chunk_rows, progress=False if quiet else None
+    )
+    facts = {
+        "model": model_uri,
+        "input": str(source),
+        "output": str(output),
+        "threshold": threshold,
+        **report.as_dict(),
+    }
+    return facts, notes(report)

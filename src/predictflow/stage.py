@@ -10,21 +10,11 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
-from predictflow.lineage import LineageError
-from predictflow.params import ParamsError
-from predictflow.schema import DataContractError
+from predictflow.errors import UserError
 
 
-class StageError(RuntimeError):
-    """A stage refuses to go on; the message says why and what to do."""
-
-
-USER_ERRORS: tuple[type[Exception], ...] = (
-    DataContractError,
-    ParamsError,
-    LineageError,
-    StageError,
-)
+class StageError(UserError):
+    """A stage or command refuses to go on; the message says why and what to do."""
 
 
 FAULT_ENV = "PREDICTFLOW_FAULT"
@@ -115,8 +105,8 @@ def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
     try:
         with _store_refusals() if uses_store else nullcontext():
             main()
-    except USER_ERRORS as err:
+    except UserError as err:  # anything else is a bug: its traceback stays
         print(f"{name}: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(err.exit_code)
     finally:
         skip_final_collection()

@@ -60,6 +60,8 @@ class LineageTags:
 
 
 REQUIRED_LINEAGE = ("git_commit", "git_dirty", "data_md5", "model_md5")
+# Held-out metrics `evaluate` writes and `register` attaches to the run (the contract's set).
+METRIC_KEYS = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss")
 
 
 def store_root() -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import logging
 import os
 import re
@@ -193,3 +194,71 @@ def valid_sweep(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise TuneError(f"sweep name {name!r}: use letters, digits, '-' and '_'")
     return name
+
+
+def sweep(
+    workspace: Path, spec_path: Path | None, name: str | None, jobs: int | None, timeout: float
+) -> tuple[dict[str, Any], str]:
+    """`predictflow tune`: check the spec, queue the grid, run it under one MLflow parent run,
+    rank the results; return the facts and the text. `facts["failed"]` lists the experiments
+    that failed (the caller reports them after the ranking)."""
+    from predictflow import tracking
+
+    params_path = workspace / "params.yaml"
+    spec_path = spec_path or params_path
+    spec = load_spec(spec_path)
+    baseline = load_params_data(params_path)
+    parse_params(baseline, str(params_path))  # the baseline itself must be valid
+    check_grid(baseline, spec.grid, str(spec_path))
+    points = grid_points(spec.grid)
+    name = valid_sweep(name or sweep_name())
+    jobs = jobs or spec.jobs
+    import mlflow  # after the checks: a spec error is reported without the 3 s import
+
+    # The store exists before the workers start: two processes creating it at once crash.
+    experiment_id = tracking.connect(tracking.store_root())
+    client = mlflow.MlflowClient()
+    parent = client.create_run(
+        experiment_id,
+        run_name=name,
+        tags={"predictflow.sweep": name, "predictflow.grid": json.dumps(spec.grid)},
+    )
+    parent_id = parent.info.run_id
+    status = "FAILED"
+    try:
+        log.info("tune: queueing %d experiments (%s-01 ...)", len(points), name)
+        names = queue_points(workspace, name, points)
+        run_dvc(["queue", "start", "-j", str(jobs)], workspace, env=worker_env(parent_id, name))
+        states = wait(workspace, names, timeout)
+        rows = results(workspace, names, list(spec.grid), spec.metric)
+        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+        failed = sorted(n for n, s in states.items() if s != "Success")
+        runs = runs_of(rows, children, experiment_id)
+        if rows and rows[0].get(spec.metric) is not None:
+            client.log_metric(parent_id, f"best_{spec.metric}", float(rows[0][spec.metric]))
+            client.set_tag(parent_id, "predictflow.best_experiment", rows[0]["experiment"])
+        status = "FINISHED" if not failed else "FAILED"
+    finally:
+        client.set_terminated(parent_id, status=status)
+    facts = {
+        "sweep": name,
+        "parent_run": parent_id,
+        "jobs": jobs,
+        "metric": spec.metric,
+        "experiments": len(names),
+        "failed": failed,
+        "mlflow_runs": len(children),
+        "runs": runs,
+        "ranking": rows,
+        "apply": f"dvc exp apply {rows[0]['experiment']}" if rows else None,
+    }
+    own = {child.info.run_id for child in children}
+    reused = {point: run for point, run in runs.items() if run not in own}
+    text = render(rows, list(spec.grid), spec.metric) + (
+        f"\nMLflow: {len(children)} run(s) under parent run {parent_id} ({name})"
+    )
+    if reused:  # DVC trained nothing for a point equal to the committed baseline
+        text += "; unchanged points reuse an earlier run: " + ", ".join(
+            f"{point} -> {run or 'none found'}" for point, run in sorted(reused.items())
+        )
+    return facts, text
