@@ -13,6 +13,7 @@ from pathlib import Path
 
 from predictflow import lineage
 from predictflow.evaluation import UNCERTAINTY_KEYS
+from predictflow.tracking import METRIC_KEYS
 
 from .conftest import assert_one_line_error, run
 
