@@ -112,12 +112,12 @@ def cmd_data_diff(args: argparse.Namespace) -> None:
     from predictflow import datadiff
 
     workspace = lineage.workspace_root()
-    params = load_params(workspace / "params.yaml").drift
+    params = load_params(workspace / "params.yaml")
     a, b = (
         datadiff.resolve(spec, workspace, str(args.path), _registry_client)
         for spec in (args.a, args.b)
     )
-    facts = datadiff.diff(workspace, a, b, params)
+    facts = datadiff.diff(workspace, a, b, params.drift, params.base.seed)
     _print(facts, args.json, datadiff.render(facts))
 
 
