@@ -4,6 +4,7 @@ session's pipeline run (its DVC cache and MLflow store), plus unit tests on tiny
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -153,6 +154,22 @@ def test_the_workspace_file_is_never_read(versions: dict) -> None:
         assert diff_json(repo, "HEAD~2", "HEAD~1")["rows"]["changed"] == CHANGED
     finally:
         dvc(repo, "checkout", "-q", PIN)
+
+
+def test_a_version_only_in_the_default_remote_is_read_from_there(
+    versions: dict, tmp_path: Path
+) -> None:
+    """Its own copy: the default remote is a directory beside the repo. The cache stays as it
+    was (the remote's copy is read from a temp dir)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(versions["repo"], repo, symlinks=True)
+    md5 = versions["md5"][2]
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    dvc(repo, "push", "-q", PIN)
+    cached.unlink()
+    facts = diff_json(repo, "HEAD~1", "HEAD")
+    assert not cached.exists()
+    assert facts["b"]["md5"] == md5 and facts["schema"]["added"] == ["Region"]
 
 
 @pytest.mark.parametrize(
