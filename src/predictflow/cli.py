@@ -118,7 +118,7 @@ def cli(verbose: bool) -> None:
 
 @cli.group()
 def data() -> None:
-    """Raw data: generate or restore it."""
+    """Raw data: generate, restore or compare it."""
 
 
 @data.command("synth")
@@ -147,6 +147,30 @@ def data_ensure(path: Path, as_json: bool) -> None:
 
     how = rawdata.ensure(workspace(), path)
     emit({"path": str(path), "source": how}, as_json, f"{path}: {how}")
+
+
+@data.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--path", type=Path, default=RAW_DATA, show_default=True, help="DVC-tracked file.")
+@json_option
+def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
+    """Rows added / removed / changed and per-column shifts from data version A to B.
+
+    A and B are each a git revision (the .dvc pin there), a DVC md5 or a registered version
+    (models:/churn-predictor/3, models:/churn-predictor@production: the data its lineage pins).
+    Both are read from the DVC cache or the default remote, never from git or the workspace.
+    Rows are matched by customerID; shifts use drift's statistics and thresholds (params.yaml
+    drift), B against A. Exit 0: a diff is information, not a verdict.
+    """
+    from predictflow import datadiff
+    from predictflow.params import load_params
+
+    root = workspace()
+    params = load_params(root / "params.yaml")
+    old, new = (datadiff.resolve(spec, root, str(path), registry_client) for spec in (a, b))
+    facts = datadiff.diff(root, old, new, params.drift, params.base.seed)
+    emit(facts, as_json, datadiff.render(facts))
 
 
 @cli.command()

@@ -51,10 +51,11 @@ class Reference:
 
 
 @contextmanager
-def pinned_data(workspace: Path, data_md5: str) -> Iterator[Path]:
+def pinned_data(workspace: Path, data_md5: str, what: str = "training data") -> Iterator[Path]:
     """The raw file with `data_md5`: from the local DVC cache, else the default remote.
 
     Read only: a file fetched from the remote goes to a temp dir, never into the workspace.
+    `what` names the file in the error (`predictflow data diff` reads any data version here).
     """
     from dvc.config import NoRemoteError
     from dvc.repo import Repo
@@ -71,8 +72,8 @@ def pinned_data(workspace: Path, data_md5: str) -> Iterator[Path]:
         remote_path = odb.oid_to_path(data_md5) if odb is not None else None
         if odb is None or not odb.fs.exists(remote_path):
             raise StageError(
-                f"training data md5 {data_md5} is in neither the DVC cache nor the default "
-                "remote; run `dvc push` on the machine that trained the model"
+                f"{what} md5 {data_md5} is in neither the DVC cache nor the default "
+                "remote; run `dvc push` on the machine that added it or trained on it"
             )
         with tempfile.TemporaryDirectory(prefix="predictflow-drift-") as tmp:
             local = Path(tmp) / "customers.csv"
@@ -177,7 +178,7 @@ def scan_batch(
     return stats
 
 
-def _status(values: dict[str, float], params: DriftParams) -> str:
+def shift_status(values: dict[str, float], params: DriftParams) -> str:
     """`drift` on a large shift (or a moderate one the test confirms, or too many unseen values);
     `warn` on a moderate shift or a significant test alone (large batches make tiny shifts
     significant, so a p-value alone never means drift)."""
@@ -201,46 +202,72 @@ def compare(
     params: DriftParams,
 ) -> dict[str, dict[str, Any]]:
     """Per feature (and the model's score): the statistics and a status."""
-    from scipy import stats as scipy_stats
-
     features: dict[str, dict[str, Any]] = {}
     for column in _numeric_columns():
         ref_values = reference[column].to_numpy(dtype="float64")
-        test = scipy_stats.ks_2samp(ref_values, sample[column].to_numpy(dtype="float64"))
         values = {
             "kind": "score" if column == SCORE else "numeric",
-            "test": "ks",
-            "psi": psi(bin_counts(ref_values, edges[column]), stats.numeric[column]),
-            "statistic": float(test.statistic),
-            "p_value": float(test.pvalue),
+            **numeric_shift(
+                ref_values,
+                stats.numeric[column],
+                edges[column],
+                sample[column].to_numpy(dtype="float64"),
+            ),
             "reference_mean": float(ref_values.mean()),
         }
-        features[column] = {**values, "status": _status(values, params)}
+        features[column] = {**values, "status": shift_status(values, params)}
     for column in CATEGORICAL_FEATURES:
         ref_counts = {str(k): int(v) for k, v in reference[column].value_counts().items()}
-        batch_counts = stats.categories[column]
-        union = sorted(ref_counts.keys() | batch_counts.keys())
-        ref_vec = np.array([ref_counts.get(c, 0) for c in union], dtype="float64")
-        new_vec = np.array([batch_counts.get(c, 0) for c in union], dtype="float64")
-        table = np.vstack([ref_vec, new_vec])
-        table = table[:, table.sum(axis=0) > 0]
-        if table.shape[1] > 1:
-            test = scipy_stats.chi2_contingency(table)
-            statistic, p_value = float(test.statistic), float(test.pvalue)
-        else:  # one category on both sides: nothing can differ
-            statistic, p_value = 0.0, 1.0
-        unseen = {c: n for c, n in batch_counts.items() if c not in ref_counts}
         values = {
             "kind": "categorical",
-            "test": "chi2",
-            "psi": psi(ref_vec, new_vec),
-            "statistic": statistic,
-            "p_value": p_value,
-            "unseen_share": sum(unseen.values()) / stats.rows,
-            "unseen": sorted(unseen),
+            **categorical_shift(ref_counts, stats.categories[column], stats.rows),
         }
-        features[column] = {**values, "status": _status(values, params)}
+        features[column] = {**values, "status": shift_status(values, params)}
     return features
+
+
+def numeric_shift(
+    reference: np.ndarray, batch_counts: np.ndarray, edges: np.ndarray, batch_sample: np.ndarray
+) -> dict[str, Any]:
+    """PSI over the reference's quantile bins (`batch_counts` binned with `edges`) and a KS test
+    of the reference against `batch_sample` (drift and data diff share these statistics)."""
+    from scipy import stats as scipy_stats
+
+    test = scipy_stats.ks_2samp(reference, batch_sample)
+    return {
+        "test": "ks",
+        "psi": psi(bin_counts(reference, edges), batch_counts),
+        "statistic": float(test.statistic),
+        "p_value": float(test.pvalue),
+    }
+
+
+def categorical_shift(
+    ref_counts: dict[str, int], batch_counts: dict[str, int], batch_rows: int
+) -> dict[str, Any]:
+    """PSI and a chi-square test over the union of categories, and the batch's share of
+    categories the reference never had."""
+    from scipy import stats as scipy_stats
+
+    union = sorted(ref_counts.keys() | batch_counts.keys())
+    ref_vec = np.array([ref_counts.get(c, 0) for c in union], dtype="float64")
+    new_vec = np.array([batch_counts.get(c, 0) for c in union], dtype="float64")
+    table = np.vstack([ref_vec, new_vec])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] > 1:
+        test = scipy_stats.chi2_contingency(table)
+        statistic, p_value = float(test.statistic), float(test.pvalue)
+    else:  # one category on both sides: nothing can differ
+        statistic, p_value = 0.0, 1.0
+    unseen = {c: n for c, n in batch_counts.items() if c not in ref_counts}
+    return {
+        "test": "chi2",
+        "psi": psi(ref_vec, new_vec),
+        "statistic": statistic,
+        "p_value": p_value,
+        "unseen_share": sum(unseen.values()) / max(batch_rows, 1),
+        "unseen": sorted(unseen),
+    }
 
 
 def measure(

@@ -133,10 +133,15 @@ def pinned_md5(dvc_file: Path | str) -> str:
         raise LineageError(
             f"{dvc_file}: not a readable .dvc file; restore it with `git checkout {dvc_file}`"
         ) from None
+    return pin_md5(pin, str(dvc_file))
+
+
+def pin_md5(pin: object, source: str) -> str:
+    """The md5 of a parsed `.dvc` file's single out (`source` names it in the error)."""
     outs = pin.get("outs") if isinstance(pin, dict) else None
     first = outs[0] if isinstance(outs, list) and outs else None
     if not isinstance(first, dict) or "md5" not in first:
-        raise LineageError(f"{dvc_file}: no md5 recorded; run `dvc add` on its data")
+        raise LineageError(f"{source}: no md5 recorded; run `dvc add` on its data")
     return str(first["md5"])
 
 
