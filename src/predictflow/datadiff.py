@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from predictflow import drift, lineage
+from predictflow import drift, lineage, paths
 from predictflow.params import DriftParams
 from predictflow.schema import ID
 from predictflow.stage import StageError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from mlflow import MlflowClient
 
-RAW_DATA = "data/customers.csv"
+RAW_DATA = paths.RAW_DATA.as_posix()
 MD5 = re.compile(r"[0-9a-f]{32}")
 EXAMPLES = 5  # ids shown per kind of change: enough to look one up, short enough to read
 A, B = "@A", "@B"  # each version's row positions in the key merge
