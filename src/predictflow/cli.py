@@ -140,6 +140,7 @@ def _check_predict_args(args: argparse.Namespace) -> None:
         raise StageError(f"--threshold {args.threshold}: must be a probability in [0, 1]")
     _check_chunk_rows(args.chunk_rows)
     io.check_output(args.output, args.input)
+    io.check_output(Path(f"{args.output}.json"), args.input)  # the scoring record beside it
 
 
 CHUNK_ROWS = 100_000  # scoring.DEFAULT_CHUNK_ROWS, without importing pandas for `--help`
@@ -163,30 +164,49 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _check_predict_args(args)
     from mlflow.exceptions import MlflowException
 
-    from predictflow import registry
+    from predictflow import monitoring, registry
     from predictflow.scoring import score_csv
 
-    try:
-        model = registry.load_verified(_registry_client(), args.model)
-    except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StageError(f"cannot load model {args.model!r}: {first}") from None
+    client = _registry_client()
+    refs, models = {}, {}
+    for role, uri in (("champion", args.model), ("shadow", args.shadow)):
+        if uri is None:
+            continue
+        try:  # pinned to the version the alias names now: the record says exactly who scored
+            refs[role] = monitoring.resolve_model(client, uri)
+            if role == "shadow":
+                monitoring.check_distinct(refs["champion"], refs["shadow"])
+            models[role] = registry.load_verified(client, refs[role].pinned_uri)
+        except (MlflowException, OSError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StageError(f"cannot load model {uri!r}: {first}") from None
     threshold = args.threshold if args.threshold is not None else _default_threshold()
     report = score_csv(
-        model,
+        models["champion"],
         args.input,
         args.output,
         threshold,
         args.chunk_rows,
         progress=False if args.json else None,
+        shadow=models.get("shadow"),
     )
+    agreement = report.agreement.as_dict() if report.agreement is not None else None
+    record = monitoring.scoring_record(
+        refs, args.input, args.output, threshold, report.rows_scored, agreement
+    )
+    if agreement is not None:
+        record["run_id"] = monitoring.log_shadow_run(tracking.store_root(), record)
     facts = {
         "model": args.model,
         "input": str(args.input),
         "output": str(args.output),
         "threshold": threshold,
         **report.as_dict(),
+        "record": str(monitoring.write_record(args.output, record)),
+        "versions": {role: ref.version for role, ref in refs.items()},
     }
+    if agreement is not None:
+        facts.update(shadow=args.shadow, agreement=agreement, run_id=record["run_id"])
     notes = []
     if report.clean.unseen_categories:
         unseen = ", ".join(f"{c} ({n})" for c, n in report.clean.unseen_categories.items())
@@ -200,7 +220,45 @@ def cmd_predict(args: argparse.Namespace) -> None:
         notes.append(f"ignored column(s): {', '.join(report.clean.extra_columns)}")
     for note in notes:
         log.warning(note)
-    _print(facts, args.json, f"scored {report.rows_scored} rows with {args.model} -> {args.output}")
+    text = f"scored {report.rows_scored} rows with {args.model} -> {args.output}"
+    if agreement is not None:
+        text += f"\n{monitoring.render_agreement(record)}; run {record['run_id']}"
+    _print(facts, args.json, text)
+
+
+def cmd_evaluate_batch(args: argparse.Namespace) -> None:
+    from predictflow import monitoring
+
+    if args.history:
+        rows = monitoring.history(_registry_client())
+        _print({"history": rows}, args.json, monitoring.render_history(rows))
+        return
+    if args.input is None:
+        raise StageError("--input is required (or --history to list what was recorded)")
+    if args.cohort is not None:
+        monitoring.check_cohort(args.cohort)
+    record = monitoring.read_record(args.record or monitoring.record_path(args.input), args.input)
+    cohort = monitoring.labelled_cohort(args.input, record, args.labels, args.on)
+    results = monitoring.evaluate_cohort(cohort, record)
+    scored_md5 = lineage.file_md5(args.input)
+    facts = {
+        "cohort": args.cohort or scored_md5[:12],
+        "input": str(args.input),
+        "labels": str(args.labels) if args.labels else None,
+        "scored_md5": scored_md5,
+        "labels_md5": lineage.file_md5(args.labels) if args.labels else None,
+        "rows": len(cohort),
+        "churn_rate": float(cohort["Churn"].mean()),
+        "threshold": record["threshold"],
+        "versions": {role: m["version"] for role, m in record["models"].items()},
+        "metrics": results,
+    }
+    client = _registry_client()
+    monitoring.check_versions(client, record, facts["cohort"])  # before anything is recorded
+    facts["run_ids"] = monitoring.log_realized(
+        client, tracking.store_root(), record, results, facts
+    )
+    _print(facts, args.json, monitoring.render_realized(facts))
 
 
 def cmd_drift(args: argparse.Namespace) -> None:
@@ -564,9 +622,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="label threshold (default: evaluate.threshold from params.yaml)",
     )
+    predict.add_argument(
+        "--shadow",
+        default=None,
+        metavar="URI",
+        help="a challenger scored on every row too: columns shadow_churn_probability and "
+        "shadow_churn_predicted, agreement on stdout and as a churn-monitoring run",
+    )
     _add_chunk_rows(predict, "rows scored")
     predict.add_argument("--json", action="store_true", help="print facts as JSON")
     predict.set_defaults(func=cmd_predict)
+
+    evaluate_batch = commands.add_parser(
+        "evaluate-batch",
+        help="realized metrics of the versions that scored a batch, once its labels arrive",
+        description="Reads a file `predict` wrote (with Churn filled in, or joined from --labels "
+        "on --on) and the scoring record beside it (<output>.json), computes each version's "
+        "ROC AUC, PR AUC, accuracy, precision, recall (at the threshold used), Brier, rows and "
+        "churn rate on that cohort, and records them as a churn-monitoring run per version "
+        "and a version tag realized.<cohort>. --history lists every recorded cohort.",
+    )
+    evaluate_batch.add_argument("--input", type=Path, help="CSV written by `predictflow predict`")
+    evaluate_batch.add_argument(
+        "--labels", type=Path, default=None, help="CSV with the labels (Churn: 0/1/Yes/No)"
+    )
+    evaluate_batch.add_argument(
+        "--on", default="customerID", help="column joining --labels to --input (default customerID)"
+    )
+    evaluate_batch.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        help="the scoring record predict wrote (default: <input>.json)",
+    )
+    evaluate_batch.add_argument(
+        "--cohort", default=None, help="cohort name (default: the input's md5, first 12 hex)"
+    )
+    evaluate_batch.add_argument(
+        "--history", action="store_true", help="list the realized metrics of every cohort"
+    )
+    evaluate_batch.add_argument("--json", action="store_true", help="print facts as JSON")
+    evaluate_batch.set_defaults(func=cmd_evaluate_batch)
 
     drift_cmd = commands.add_parser(
         "drift",
