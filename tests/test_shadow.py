@@ -285,3 +285,37 @@ def test_evaluate_batch_errors_record_nothing(
     before = realized_run_count(repo)
     assert_one_line_error(predictflow(repo, *args, check=False), *fragments)
     assert realized_run_count(repo) == before
+
+
+def test_parse_labels_takes_0_1_yes_no_and_names_a_bad_one() -> None:
+    from predictflow.monitoring import parse_labels
+    from predictflow.stage import StageError
+
+    assert parse_labels(pd.Series(["Yes", " no", "1", "0", "YES"]), "l.csv").tolist() == [
+        1,
+        0,
+        1,
+        0,
+        1,
+    ]
+    with pytest.raises(StageError, match=r"l.csv: column 'Churn', line 3: .*\(got ''\)"):
+        parse_labels(pd.Series(["Yes", ""]), "l.csv")
+
+
+def test_evaluate_batch_of_a_champion_only_file(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    scored = tmp_path / "scored.csv"
+    predictflow(
+        repo, "predict", "--model", CHAMPION, "--input", batches["labelled"], "--output", scored
+    )
+    facts = json.loads(predictflow(repo, "evaluate-batch", "--input", scored, "--json").stdout)
+    assert facts["cohort"] == lineage.file_md5(scored)[:12]
+    assert list(facts["metrics"]) == ["champion"] and facts["versions"] == {"champion": "1"}
+    rows = pd.read_csv(scored)
+    expected = sklearn_metrics(
+        rows["Churn"].to_numpy(),
+        rows["churn_probability"].to_numpy(),
+        rows["churn_predicted"].to_numpy(),
+    )
+    assert {k: facts["metrics"]["champion"][k] for k in expected} == pytest.approx(expected)

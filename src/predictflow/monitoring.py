@@ -255,9 +255,15 @@ def parse_labels(values: pd.Series, source: str) -> pd.Series:
     return text.map(LABELS).astype("int64")
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
+def _read_csv(path: Path, what: str, keep: set[str] | None = None) -> pd.DataFrame:
+    """A CSV as text; only the `keep` columns (a scored batch's features are not needed)."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            usecols=None if keep is None else (lambda column: column in keep),
+        )
     except FileNotFoundError:
         raise StageError(f"{path}: {what} not found") from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
@@ -269,8 +275,8 @@ def labelled_cohort(
     scored: Path, record: dict[str, Any], labels: Path | None, on: str
 ) -> pd.DataFrame:
     """The scored rows that have a label: `Churn` in the scored file, or joined from `labels`."""
-    frame = _read_csv(scored, "scored file")
     needed = [c for role in record["models"].values() for c in role["columns"].values()]
+    frame = _read_csv(scored, "scored file", {*needed, on, TARGET})
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise StageError(
