@@ -225,6 +225,8 @@ def scoring_record(
 
 
 def read_record(path: Path, scored: Path) -> dict[str, Any]:
+    if not scored.is_file():
+        raise StageError(f"{scored}: scored file not found")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
