@@ -183,6 +183,13 @@ def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
     default=None,
     help="Label threshold (default: evaluate.threshold from params.yaml).",
 )
+@click.option(
+    "--shadow",
+    default=None,
+    metavar="URI",
+    help="A challenger scored on every row too: columns shadow_churn_probability and "
+    "shadow_churn_predicted, agreement on stdout and as a churn-monitoring run.",
+)
 @chunk_rows_option("Rows scored")
 @json_option
 def predict(
@@ -190,26 +197,70 @@ def predict(
     input_: Path,
     output: Path,
     threshold: float | None,
+    shadow: str | None,
     chunk_rows: int,
     as_json: bool,
 ) -> None:
     """Score a raw-layout CSV with a registered model (streams in chunks).
 
     Raw-layout CSV in (Churn optional, extra columns ignored), CSV out with customerID,
-    churn_probability, churn_predicted.
+    churn_probability, churn_predicted. Beside it, OUTPUT.json records which versions scored
+    it and with which threshold (what `evaluate-batch` reads when the labels arrive).
     """
-    from predictflow import io, scoring
+    from predictflow import io, monitoring
 
     # Refused before the model loads (seconds): values no user means, an output over the input.
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
     io.check_output(output, input_)
-    facts, notes = scoring.predict_file(
-        registry_client(), model, input_, output, threshold, chunk_rows, quiet=as_json
+    io.check_output(monitoring.record_path(output), input_)  # the scoring record beside it
+    facts, notes, text = monitoring.predict_file(
+        registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
     )
     for note in notes:
         log.warning(note)
-    emit(facts, as_json, f"scored {facts['rows_scored']} rows with {model} -> {output}")
+    emit(facts, as_json, text)
+
+
+@cli.command("evaluate-batch")
+@click.option("--input", "input_", type=Path, help="CSV written by `predictflow predict`.")
+@click.option("--labels", type=Path, default=None, help="CSV with the labels (Churn: 0/1/Yes/No).")
+@click.option(
+    "--on", default="customerID", show_default=True, help="Column joining --labels to --input."
+)
+@click.option(
+    "--record", type=Path, default=None, help="The record predict wrote (default: INPUT.json)."
+)
+@click.option("--cohort", default=None, help="Cohort name (default: the input's md5, 12 hex).")
+@click.option("--history", is_flag=True, help="List the realized metrics of every cohort.")
+@json_option
+def evaluate_batch(
+    input_: Path | None,
+    labels: Path | None,
+    on: str,
+    record: Path | None,
+    cohort: str | None,
+    history: bool,
+    as_json: bool,
+) -> None:
+    """Realized metrics of the versions that scored a batch, once its labels arrive.
+
+    Reads a file `predict` wrote (with Churn filled in, or joined from --labels on --on) and
+    the scoring record beside it (INPUT.json), computes each version's ROC AUC, PR AUC,
+    accuracy, precision, recall (at the threshold used), Brier, rows and churn rate on that
+    cohort, and records them as a churn-monitoring run per version and a version tag
+    realized.<cohort>. --history lists every recorded cohort.
+    """
+    from predictflow import monitoring
+
+    if history:
+        rows = monitoring.history(registry_client())
+        emit({"history": rows}, as_json, monitoring.render_history(rows))
+        return
+    if input_ is None:
+        raise click.UsageError("--input is required (or --history to list what was recorded)")
+    facts = monitoring.evaluate_batch(registry_client(), input_, labels, on, record, cohort)
+    emit(facts, as_json, monitoring.render_realized(facts))
 
 
 @cli.command()

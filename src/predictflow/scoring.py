@@ -18,7 +18,7 @@ from predictflow.io import atomic_path
 from predictflow.schema import FEATURES, ID, TARGET, CleanReport, DataContractError, clean, read_raw
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from predictflow.monitoring import Agreement
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class ScoreReport:
 
     rows_scored: int = 0
     clean: CleanReport = field(default_factory=CleanReport)
+    agreement: Agreement | None = None  # champion vs shadow, when a shadow model scored too
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -73,6 +74,25 @@ def prediction_frame(rows: pd.DataFrame, proba: np.ndarray, threshold: float) ->
     return scored
 
 
+def with_shadow(
+    scores: pd.DataFrame, shadow: Model, rows: pd.DataFrame, threshold: float, agreement: Agreement
+) -> pd.DataFrame:
+    """The challenger's scores in their own columns, after the champion's (and before `Churn`,
+    so a labelled file keeps the target last); the pair is added to `agreement`."""
+    proba = churn_probability(shadow, rows)
+    predicted = (proba >= threshold).astype("int64")
+    agreement.add(
+        scores["churn_probability"].to_numpy(),
+        proba,
+        scores["churn_predicted"].to_numpy(),
+        predicted,
+    )
+    at = scores.columns.get_loc("churn_predicted") + 1
+    scores.insert(at, "shadow_churn_probability", proba)
+    scores.insert(at + 1, "shadow_churn_predicted", predicted)
+    return scores
+
+
 def score_csv(
     model: Model,
     source: Path,
@@ -80,11 +100,20 @@ def score_csv(
     threshold: float,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
+    shadow: Model | None = None,
 ) -> ScoreReport:
-    """Stream `source` through the model into `output`; unseen categories are scored and counted."""
+    """Stream `source` through the model into `output`; unseen categories are scored and counted.
+
+    With a `shadow` model every chunk is scored by it too: its columns are added beside the
+    champion's (whose columns and values are unchanged) and the report carries their agreement.
+    """
     from tqdm import tqdm
 
     report = ScoreReport()
+    if shadow is not None:
+        from predictflow.monitoring import Agreement
+
+        report.agreement = Agreement()
     with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         bar = tqdm(unit=" rows", desc="scoring", disable=None if progress is None else not progress)
         for chunk in read_raw(source, chunksize=chunk_rows):
@@ -94,6 +123,8 @@ def score_csv(
             report.clean.add(chunk_report)
             if len(rows):
                 scores = score_frame(model, rows, threshold)
+                if shadow is not None and report.agreement is not None:
+                    scores = with_shadow(scores, shadow, rows, threshold, report.agreement)
                 scores.to_csv(out, header=report.rows_scored == 0, index=False)
                 report.rows_scored += len(rows)
             bar.update(len(chunk))
@@ -127,32 +158,3 @@ def notes(report: ScoreReport) -> list[str]:
     if report.clean.extra_columns:
         found.append(f"ignored column(s): {', '.join(report.clean.extra_columns)}")
     return found
-
-
-def predict_file(
-    client: MlflowClient,
-    model_uri: str,
-    source: Path,
-    output: Path,
-    threshold: float | None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    quiet: bool = False,
-) -> tuple[dict[str, object], list[str]]:
-    """`predictflow predict`: load the verified model, score `source` into `output`; return
-    the facts and the notes for the user."""
-    from predictflow import lineage, registry
-
-    model = registry.load_checked(client, model_uri)
-    if threshold is None:
-        threshold = default_threshold(lineage.workspace_root())
-    report = score_csv(
-        model, source, output, threshold, chunk_rows, progress=False if quiet else None
-    )
-    facts = {
-        "model": model_uri,
-        "input": str(source),
-        "output": str(output),
-        "threshold": threshold,
-        **report.as_dict(),
-    }
-    return facts, notes(report)

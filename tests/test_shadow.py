@@ -1,0 +1,321 @@
+"""Shadow scoring and realized metrics, end to end: a copy of the session's pipeline run (version 1,
+alias staging) plus a challenger from `dvc exp run` (version 2, no alias), real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn import metrics
+
+from predictflow import lineage, synth
+from predictflow.monitoring import Agreement
+from tests.conftest import assert_one_line_error, copy_built_repo, dvc, predictflow
+
+CHAMPION = "models:/churn-predictor@staging"
+CHALLENGER = "models:/churn-predictor/2"
+SHADOW_COLUMNS = [
+    "customerID",
+    "churn_probability",
+    "churn_predicted",
+    "shadow_churn_probability",
+    "shadow_churn_predicted",
+]
+
+
+@pytest.fixture(scope="module")
+def repo(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("shadow") / "repo")
+    dvc(repo, "exp", "run", "-S", "model.n_estimators=20", "-S", "model.max_depth=2", "-n", "small")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A labelled synth batch and the same customers without `Churn`."""
+    folder = tmp_path_factory.mktemp("batches")
+    labelled = folder / "labelled.csv"
+    synth.write_csv(labelled, rows=1500, seed=11)
+    frame = pd.read_csv(labelled, dtype=str, keep_default_na=False)
+    frame.drop(columns=["Churn"]).to_csv(folder / "unlabelled.csv", index=False)
+    frame[["customerID", "Churn"]].to_csv(folder / "labels.csv", index=False)
+    return {
+        "labelled": labelled,
+        "unlabelled": folder / "unlabelled.csv",
+        "labels": folder / "labels.csv",
+    }
+
+
+def client_of(repo: Path):
+    import mlflow
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def realized_run_count(repo: Path) -> int:
+    client = client_of(repo)
+    experiment = client.get_experiment_by_name("churn-monitoring")
+    if experiment is None:
+        return 0
+    return len(client.search_runs([experiment.experiment_id], "tags.kind = 'realized'"))
+
+
+def shadow_score(repo: Path, batch: Path, out: Path, *extra: str) -> dict:
+    result = predictflow(
+        repo,
+        "predict",
+        "--model",
+        CHAMPION,
+        "--shadow",
+        CHALLENGER,
+        "--input",
+        batch,
+        "--output",
+        out,
+        "--chunk-rows",
+        "400",
+        "--json",
+        *extra,
+    )
+    return json.loads(result.stdout)
+
+
+def test_agreement_streamed_equals_one_pass() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random(1000), rng.random(1000)
+    whole, chunked = Agreement(), Agreement()
+    whole.add(a, b, (a >= 0.5).astype(int), (b >= 0.5).astype(int))
+    for start in range(0, 1000, 137):
+        part = slice(start, start + 137)
+        chunked.add(a[part], b[part], (a[part] >= 0.5).astype(int), (b[part] >= 0.5).astype(int))
+    assert chunked.as_dict() == pytest.approx(whole.as_dict())
+    assert whole.as_dict()["pearson"] == pytest.approx(stats.pearsonr(a, b).statistic)
+
+
+def test_shadow_scores_both_models_and_logs_agreement(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    plain, shadowed = tmp_path / "plain.csv", tmp_path / "shadow.csv"
+    predictflow(
+        repo,
+        "predict",
+        "--model",
+        CHAMPION,
+        "--input",
+        batches["unlabelled"],
+        "--output",
+        plain,
+        "--chunk-rows",
+        "400",
+    )
+    facts = shadow_score(repo, batches["unlabelled"], shadowed)
+
+    scores = pd.read_csv(shadowed)
+    assert list(scores.columns) == SHADOW_COLUMNS
+    assert len(scores) == 1500 == facts["rows_scored"]
+    # the champion's columns are exactly what predict writes without --shadow
+    champion = pd.read_csv(plain)
+    pd.testing.assert_frame_equal(scores[list(champion.columns)], champion)
+    assert (scores["churn_probability"] != scores["shadow_churn_probability"]).any()
+
+    flips = (scores["churn_predicted"] != scores["shadow_churn_predicted"]).mean()
+    agreement = facts["agreement"]
+    assert agreement["flip_share"] == pytest.approx(flips)
+    assert 0 < flips < 0.5
+    pearson = stats.pearsonr(scores["churn_probability"], scores["shadow_churn_probability"])
+    spearman = stats.spearmanr(scores["churn_probability"], scores["shadow_churn_probability"])
+    assert agreement["pearson"] == pytest.approx(pearson.statistic)
+    assert agreement["spearman"] == pytest.approx(spearman.statistic)
+
+    record = json.loads(Path(facts["record"]).read_text())
+    assert Path(facts["record"]) == tmp_path / "shadow.csv.json"
+    assert {r: m["version"] for r, m in record["models"].items()} == {
+        "champion": "1",
+        "shadow": "2",
+    }
+
+    run = client_of(repo).get_run(facts["run_id"])
+    assert run.data.tags["champion_version"] == "1"
+    assert run.data.tags["shadow_version"] == "2"
+    assert run.data.tags["batch_md5"] == lineage.file_md5(batches["unlabelled"])
+    assert run.data.metrics["flip_share"] == pytest.approx(flips)
+    assert run.data.metrics["pearson"] == pytest.approx(pearson.statistic)
+
+
+def test_shadow_equal_to_the_champion_is_refused(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.csv"
+    result = predictflow(
+        repo,
+        "predict",
+        "--model",
+        CHAMPION,
+        "--shadow",
+        "models:/churn-predictor/1",
+        "--input",
+        batches["unlabelled"],
+        "--output",
+        out,
+        check=False,
+    )
+    assert_one_line_error(result, "--shadow models:/churn-predictor/1", "version 1", "champion")
+    assert list(tmp_path.iterdir()) == []
+
+
+def sklearn_metrics(y: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    return {
+        "roc_auc": metrics.roc_auc_score(y, proba),
+        "pr_auc": metrics.average_precision_score(y, proba),
+        "accuracy": metrics.accuracy_score(y, predicted),
+        "precision": metrics.precision_score(y, predicted),
+        "recall": metrics.recall_score(y, predicted),
+        "brier": metrics.brier_score_loss(y, proba),
+        "churn_rate": y.mean(),
+        "rows": len(y),
+    }
+
+
+def assert_realized(facts: dict, rows: pd.DataFrame, y: np.ndarray) -> None:
+    for role, prefix in (("champion", ""), ("shadow", "shadow_")):
+        expected = sklearn_metrics(
+            y,
+            rows[f"{prefix}churn_probability"].to_numpy(),
+            rows[f"{prefix}churn_predicted"].to_numpy(),
+        )
+        assert {k: facts["metrics"][role][k] for k in expected} == pytest.approx(expected)
+
+
+def test_evaluate_batch_with_churn_in_the_scored_file(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    scored = tmp_path / "scored.csv"
+    shadow_score(repo, batches["labelled"], scored)
+    facts = json.loads(
+        predictflow(repo, "evaluate-batch", "--input", scored, "--cohort", "week1", "--json").stdout
+    )
+    rows = pd.read_csv(scored)
+    assert list(rows.columns) == [*SHADOW_COLUMNS, "Churn"]
+    assert facts["rows"] == 1500
+    assert_realized(facts, rows, rows["Churn"].to_numpy())
+
+    client = client_of(repo)
+    for role, version in (("champion", "1"), ("shadow", "2")):
+        run = client.get_run(facts["run_ids"][role])
+        assert run.data.tags["model_version"] == version
+        assert run.data.tags["cohort"] == "week1"
+        assert run.data.metrics["roc_auc"] == pytest.approx(facts["metrics"][role]["roc_auc"])
+        tag = json.loads(
+            client.get_model_version("churn-predictor", version).tags["realized.week1"]
+        )
+        assert tag["run_id"] == run.info.run_id
+
+
+def test_evaluate_batch_joins_labels_and_keeps_a_history(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    scored = tmp_path / "scored.csv"
+    shadow_score(repo, batches["unlabelled"], scored)
+    labels = tmp_path / "late_labels.csv"
+    pd.read_csv(batches["labels"], dtype=str).head(600).replace({"Yes": "1", "No": "0"}).to_csv(
+        labels, index=False
+    )
+    facts = json.loads(
+        predictflow(
+            repo,
+            "evaluate-batch",
+            "--input",
+            scored,
+            "--labels",
+            labels,
+            "--cohort",
+            "week2",
+            "--json",
+        ).stdout
+    )
+    rows = pd.read_csv(scored).merge(pd.read_csv(labels), on="customerID")
+    assert facts["rows"] == 600 == len(rows)
+    assert_realized(facts, rows, rows["Churn"].to_numpy())
+
+    history = json.loads(predictflow(repo, "evaluate-batch", "--history", "--json").stdout)
+    recorded = {(h["cohort"], h["version"]) for h in history["history"]}
+    assert {("week2", "1"), ("week2", "2")} <= recorded
+    table = predictflow(repo, "evaluate-batch", "--history").stdout
+    assert "week2" in table and "roc_auc" in table
+
+
+@pytest.mark.parametrize(
+    "case, fragments",
+    [
+        ("no-churn", ("no 'Churn' column", "--labels")),
+        ("bad-label", ("'Churn'", "0/1/Yes/No", "'maybe'")),
+        ("no-join", ("no rows joined",)),
+        ("gone-version", ("version 99", "no longer exists")),
+        ("again", ("cohort 'again' is already recorded",)),
+    ],
+)
+def test_evaluate_batch_errors_record_nothing(
+    repo: Path, batches: dict[str, Path], tmp_path: Path, case: str, fragments: tuple[str, ...]
+) -> None:
+    scored = tmp_path / "scored.csv"
+    shadow_score(repo, batches["unlabelled"], scored)
+    labels = tmp_path / "labels.csv"
+    args = ["evaluate-batch", "--input", scored, "--cohort", case]
+    if case == "bad-label":
+        pd.DataFrame({"customerID": ["C1", "C2"], "Churn": ["Yes", "maybe"]}).to_csv(
+            labels, index=False
+        )
+        args += ["--labels", labels]
+    if case == "no-join":
+        pd.DataFrame({"customerID": ["nobody"], "Churn": ["Yes"]}).to_csv(labels, index=False)
+        args += ["--labels", labels]
+    if case == "gone-version":
+        record = json.loads((tmp_path / "scored.csv.json").read_text())
+        record["models"]["shadow"]["version"] = "99"
+        (tmp_path / "edited.json").write_text(json.dumps(record))
+        args += ["--labels", batches["labels"], "--record", tmp_path / "edited.json"]
+    if case == "again":
+        args += ["--labels", batches["labels"]]
+        predictflow(repo, *args)
+    before = realized_run_count(repo)
+    assert_one_line_error(predictflow(repo, *args, check=False), *fragments)
+    assert realized_run_count(repo) == before
+
+
+def test_parse_labels_takes_0_1_yes_no_and_names_a_bad_one() -> None:
+    from predictflow.monitoring import parse_labels
+    from predictflow.stage import StageError
+
+    assert parse_labels(pd.Series(["Yes", " no", "1", "0", "YES"]), "l.csv").tolist() == [
+        1,
+        0,
+        1,
+        0,
+        1,
+    ]
+    with pytest.raises(StageError, match=r"l.csv: column 'Churn', line 3: .*\(got ''\)"):
+        parse_labels(pd.Series(["Yes", ""]), "l.csv")
+
+
+def test_evaluate_batch_of_a_champion_only_file(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    scored = tmp_path / "scored.csv"
+    predictflow(
+        repo, "predict", "--model", CHAMPION, "--input", batches["labelled"], "--output", scored
+    )
+    facts = json.loads(predictflow(repo, "evaluate-batch", "--input", scored, "--json").stdout)
+    assert facts["cohort"] == lineage.file_md5(scored)[:12]
+    assert list(facts["metrics"]) == ["champion"] and facts["versions"] == {"champion": "1"}
+    rows = pd.read_csv(scored)
+    expected = sklearn_metrics(
+        rows["Churn"].to_numpy(),
+        rows["churn_probability"].to_numpy(),
+        rows["churn_predicted"].to_numpy(),
+    )
+    assert {k: facts["metrics"]["champion"][k] for k in expected} == pytest.approx(expected)
