@@ -596,6 +596,7 @@ def predict_file(
         chunk_rows,
         progress=False if quiet else None,
         shadow=models.get("shadow"),
+        agreement=Agreement() if "shadow" in models else None,
     )
     agreement = report.agreement.as_dict() if report.agreement is not None else None
     record = scoring_record(refs, source, output, threshold, report.rows_scored, agreement)

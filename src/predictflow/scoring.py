@@ -9,16 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from predictflow.io import atomic_path
 from predictflow.schema import FEATURES, ID, TARGET, CleanReport, DataContractError, clean, read_raw
-
-if TYPE_CHECKING:
-    from predictflow.monitoring import Agreement
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +25,21 @@ OUTPUT_COLUMNS = (ID, "churn_probability", "churn_predicted")
 
 class Model(Protocol):
     def predict(self, data: pd.DataFrame) -> object: ...
+
+
+class Agreement(Protocol):
+    """Where champion and shadow scores meet, chunk by chunk (monitoring.Agreement): a
+    protocol here, so that scoring, which `evaluate` imports, stays free of the store."""
+
+    def add(
+        self,
+        champion: np.ndarray,
+        shadow: np.ndarray,
+        champion_predicted: np.ndarray,
+        shadow_predicted: np.ndarray,
+    ) -> None: ...
+
+    def as_dict(self) -> dict[str, object]: ...
 
 
 @dataclass
@@ -101,19 +113,19 @@ def score_csv(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
     shadow: Model | None = None,
+    agreement: Agreement | None = None,
 ) -> ScoreReport:
     """Stream `source` through the model into `output`; unseen categories are scored and counted.
 
     With a `shadow` model every chunk is scored by it too: its columns are added beside the
-    champion's (whose columns and values are unchanged) and the report carries their agreement.
+    champion's (whose columns and values are unchanged) and `agreement` (which the report
+    carries) takes in each pair.
     """
     from tqdm import tqdm
 
-    report = ScoreReport()
-    if shadow is not None:
-        from predictflow.monitoring import Agreement
-
-        report.agreement = Agreement()
+    if (shadow is None) != (agreement is None):
+        raise ValueError("a shadow model and its agreement come together")
+    report = ScoreReport(agreement=agreement)
     with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
         bar = tqdm(unit=" rows", desc="scoring", disable=None if progress is None else not progress)
         for chunk in read_raw(source, chunksize=chunk_rows):
