@@ -95,7 +95,7 @@ def test_a_chunk_size_below_one_is_one_line_before_any_work(tmp_path: Path, rows
     assert_one_line_error(result, f"--chunk-rows {rows}", "at least 1")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_run(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -124,7 +124,7 @@ def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_
     )
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_batch_from_the_same_generator_exits_0_with_a_table(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -135,7 +135,7 @@ def test_batch_from_the_same_generator_exits_0_with_a_table(
     assert "MonthlyCharges" in result.stdout and "churn_probability" in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_statistics_do_not_depend_on_the_chunk_size(drift_repo: Path, tmp_path: Path) -> None:
     """Histograms, counts and the seeded reservoir are accumulated per chunk: reading the batch
     700 rows at a time gives exactly the statistics of one read."""
@@ -146,7 +146,7 @@ def test_statistics_do_not_depend_on_the_chunk_size(drift_repo: Path, tmp_path: 
     assert chunked["sample_rows"] == whole["sample_rows"] == 3000
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_reference_is_the_pinned_data_not_the_changed_workspace_file(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -164,7 +164,7 @@ def test_reference_is_the_pinned_data_not_the_changed_workspace_file(
     assert {"MonthlyCharges", "Contract"} <= set(facts["drifted"])
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_batch_missing_a_column_is_one_line(drift_repo: Path, tmp_path: Path) -> None:
     batch = synth_batch(tmp_path / "batch.csv", seed=7, rows=50)
     frame = pd.read_csv(batch, dtype=str, keep_default_na=False)
@@ -174,7 +174,7 @@ def test_batch_missing_a_column_is_one_line(drift_repo: Path, tmp_path: Path) ->
     assert_one_line_error(result, str(batch), "missing required column", "tenure")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_training_data_in_neither_cache_nor_remote_is_one_line(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -187,7 +187,7 @@ def test_training_data_in_neither_cache_nor_remote_is_one_line(
     assert_one_line_error(result, pinned, "neither the DVC cache nor the default remote")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_training_data_only_in_the_default_remote_is_read_from_there(
     drift_repo: Path, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ from predictflow import lineage
 
 from .conftest import assert_one_line_error, dvc, git, predictflow
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 RAW = "data/customers.csv"
 PIN = "data/customers.csv.dvc"

@@ -116,7 +116,7 @@ COMMANDS = {
 STAGES = ("train", "register")  # evaluate never opens the store (test_evaluate_register)
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("server", ["refused", "silent"])
 @pytest.mark.parametrize("command", [*COMMANDS, "doctor", *STAGES])
 def test_an_unreachable_server_is_given_up_on_within_seconds(
@@ -197,7 +197,7 @@ BUSY_CASES = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("case", list(BUSY_CASES))
 def test_a_store_locked_longer_than_the_wait_fails_with_one_line(project: Path, case: str):
     args, prefix = BUSY_CASES[case]
@@ -229,7 +229,7 @@ def opened(pid: int, path: Path, timeout: float = 300) -> None:
     raise AssertionError(f"process {pid} never opened {path}")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> None:
     before = store_state(project)
     with Holder(project / STORE, 600):
@@ -253,7 +253,7 @@ def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> No
     )
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("fix", [[], ["--fix"]])
 def test_doctor_reports_a_locked_store_busy_and_moves_nothing(project: Path, fix) -> None:
     db = project / STORE
@@ -306,7 +306,7 @@ def _spellings(repo: Path, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_migrating_the_store_onto_itself_is_refused_however_spelled(project, tmp_path) -> None:
     before = store_state(project)
     for name, target in _spellings(project, tmp_path).items():
@@ -344,7 +344,7 @@ def _make_repro(repo: Path) -> None:
     run(["make", "repro"], repo)
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("attack", ["deleted", "swapped"])
 def test_a_lost_or_swapped_store_is_found_and_make_repro_registers_again(
     project: Path, tmp_path: Path, attack: str
@@ -376,7 +376,7 @@ def test_a_lost_or_swapped_store_is_found_and_make_repro_registers_again(
     assert store_state(repo) == state
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_moved_project_is_repaired_by_doctor_fix(project: Path, tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "moved" / "repo"
     shutil.copytree(project, old, symlinks=True)

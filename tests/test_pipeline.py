@@ -24,7 +24,7 @@ from predictflow.schema import FEATURES
 
 from .conftest import REPO, dvc, git, predictflow, run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 STAGES = ["prepare", "featurize", "train", "evaluate", "register"]
 

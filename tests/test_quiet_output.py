@@ -18,7 +18,7 @@ from .conftest import REPO, dvc
 NOISE = ("Downloading artifacts", "WARNING", " INFO ", "Traceback")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_train_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path) -> None:
     """No MLflow progress bar, pickle notice or database INFO lines: one `train:` line."""
     repo = tmp_path / "repo"
@@ -30,7 +30,7 @@ def test_train_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path)
     assert len(lines) == 1 and lines[0].startswith("train: run "), result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_each_stage_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path) -> None:
     """train, evaluate and register into a fresh store: one line each, nothing from MLflow
     (`register_model` prints "Successfully registered ..." and "Created version ..." itself)."""

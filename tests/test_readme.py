@@ -151,7 +151,7 @@ def test_activation_points_mlflow_at_the_project_store(tmp_path: Path) -> None:
     assert tracking.default_uri(root.resolve()) == store
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_readme_runs_as_written(pipeline_repo: Path, tmp_path: Path) -> None:
     repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
     if (REPO / "node_modules").is_dir():  # `make install` built .dvc/plots.html from it

@@ -1,6 +1,6 @@
 """Bad input, crashes and concurrency lose nothing and register nothing wrong.
 
-One copy of the project is built once for the module; each test puts back what it changed
+The module works on its own copy of the session's built project; each test puts back what it changed
 (`git checkout` + `dvc checkout`), so later tests see a clean, fully reproduced repo.
 """
 
@@ -20,6 +20,7 @@ from .conftest import (
     BIN,
     assert_one_line_error,
     child_env,
+    copy_built_repo,
     copy_project,
     dvc,
     git,
@@ -27,7 +28,7 @@ from .conftest import (
     run,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 
 def client(repo: Path):
@@ -63,11 +64,8 @@ def restore(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("reliability") / "repo")
-    predictflow(repo, "data", "ensure")
-    dvc(repo, "repro")
-    return repo
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("reliability") / "repo")
 
 
 @pytest.fixture
@@ -415,16 +413,17 @@ def test_racing_promotions_one_wins_and_the_trail_stays_consistent(clean) -> Non
 
 
 def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -> None:
-    """Four experiments on DVC's queue at once, all logging to the same SQLite store."""
+    """Two experiments on DVC's queue at once (two workers: the most that run side by side on
+    two cores), both logging to the same SQLite store; a grid of two keys."""
     repo = clean
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        "tune:\n  jobs: 4\n  metric: roc_auc\n  grid:\n"
-        "    model.max_depth: [2, 3]\n    model.n_estimators: [20, 30]\n"
+        "tune:\n  jobs: 2\n  metric: roc_auc\n  grid:\n"
+        "    model.max_depth: [2, 3]\n    model.n_estimators: [10]\n"
     )
     result = predictflow(repo, "tune", "--spec", spec, "--name", "grid", "--json")
     facts = json.loads(result.stdout)
-    assert facts["experiments"] == 4 and facts["failed"] == [] and facts["mlflow_runs"] == 4
+    assert facts["experiments"] == 2 and facts["failed"] == [] and facts["mlflow_runs"] == 2
     assert sorted(facts["runs"]) == sorted(r["experiment"] for r in facts["ranking"])
     assert all(facts["runs"].values())  # every point maps to the MLflow run of its model
     ranking = facts["ranking"]
@@ -437,6 +436,7 @@ def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -
         f"tags.mlflow.parentRunId = '{facts['parent_run']}'",
     )
     shown = {r["experiment"]: r for r in ranking}
+    assert len(children) == 2
     for child in children:
         name = child.data.tags["dvc_exp_name"]
         assert child.info.status == "FINISHED"

@@ -31,7 +31,7 @@ from predictflow import lineage, report
 
 from .conftest import BIN, REPO, child_env, free_port, git, predictflow, run, stop_process_group
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 CHAIN = ("data/customers.csv.dvc", "prepare", "featurize", "train", "evaluate", "register")
 UI_BASE = "http://127.0.0.1:5000"  # provenance.ui_base() for a local store

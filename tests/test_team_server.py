@@ -51,7 +51,7 @@ from .conftest import (
 )
 from .s3server import KEY, SECRET, moto_server, unavailable
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.services
 
 POSTGRES = os.environ.get("PREDICTFLOW_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
 ARTIFACT_BUCKET = "predictflow-mlflow-artifacts"
