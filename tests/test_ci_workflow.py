@@ -127,6 +127,7 @@ def test_pipeline_fails_on_a_stale_lock_with_a_hint_and_uploads_the_store() -> N
     assert {"mlflow_data", "metrics"} <= paths
 
 
+@pytest.mark.pipeline  # asks the real dvc/predictflow processes for --help
 def test_every_dvc_subcommand_used_exists() -> None:
     used = commands("dvc")
     assert "repro" in used  # at least the hint in the stale-lock message
@@ -161,6 +162,7 @@ def listed_subcommands(help_text: str) -> set[str]:
     return set(re.findall(r"^ {4}([a-z][a-z-]*)\b", help_text, flags=re.MULTILINE))
 
 
+@pytest.mark.pipeline  # asks the real dvc/predictflow processes for --help
 def test_every_existing_predictflow_subcommand_used_is_real() -> None:
     available = listed_subcommands(predictflow_help())
     assert "data" in available  # the parser above is sane

@@ -21,10 +21,10 @@ MODEL = "models:/churn-predictor@staging"  # the pipeline run moves staging; not
 
 
 @pytest.fixture(scope="module")
-def drift_repo(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drift_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the session's pipeline run: drift writes monitoring runs into its store."""
     repo = tmp_path_factory.mktemp("drift") / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    shutil.copytree(built_repo, repo, symlinks=True)
     return repo
 
 
@@ -86,6 +86,7 @@ def test_reservoir_keeps_a_bounded_seeded_sample_of_the_whole_stream() -> None:
     assert first.max() > 5_000 and first.min() < 5_000  # from every part of the stream, not a head
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 @pytest.mark.parametrize("rows", ["0", "-5"])
 def test_a_chunk_size_below_one_is_one_line_before_any_work(tmp_path: Path, rows: str) -> None:
     batch = tmp_path / "batch.csv"

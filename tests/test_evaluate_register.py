@@ -11,6 +11,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from predictflow import lineage
 from predictflow.evaluation import METRIC_KEYS
 
@@ -159,6 +161,7 @@ stage.run("probe", main)
 """
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_a_stage_skips_the_final_collection_and_still_runs_its_exit_handlers(
     tmp_path: Path,
 ) -> None:

@@ -60,9 +60,9 @@ class Raw:
 
 
 @pytest.fixture(scope="module")
-def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the reproduced project for the whole module; each row restores it."""
-    return copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("invariants") / "repo")
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("invariants") / "repo")
 
 
 @pytest.fixture(scope="module")

@@ -68,11 +68,11 @@ USER_FILES = ("dvc.lock", "params.yaml", "models/model.pkl", "metrics/eval.json"
 
 
 @pytest.fixture(scope="module")
-def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the reproduced project, store included, made to point at itself."""
     repo = tmp_path_factory.mktemp("store") / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    predictflow(repo, "doctor", "--fix", check=False)  # the copied store names pipeline_repo
+    shutil.copytree(built_repo, repo, symlinks=True)
+    predictflow(repo, "doctor", "--fix", check=False)  # the copied store names built_repo
     return repo
 
 
@@ -279,6 +279,7 @@ def test_a_busy_wait_that_is_not_a_duration_is_refused(monkeypatch, value: str) 
         tracking.busy_timeout()
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 @pytest.mark.parametrize("content", [b"not a database", b"SQLite format 3\0" + b"\xff" * 4000])
 def test_a_damaged_store_is_one_line_pointing_at_doctor(tmp_path: Path, content: bytes) -> None:
     run(["git", "init", "-q"], tmp_path)
