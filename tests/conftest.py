@@ -132,6 +132,14 @@ def predictflow(repo: Path, *args: str, check: bool = True) -> Result:
     return run([BIN / "predictflow", *args], repo, check=check)
 
 
+def repo_client(repo: Path):
+    """An MLflow client on a project's own SQLite store (`mlflow_data/` in `repo`)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def free_port() -> int:
     """A free TCP port on the loopback address (servers under test bind 127.0.0.1 only)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

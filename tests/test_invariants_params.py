@@ -18,7 +18,7 @@ from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
 
 from predictflow import lineage
 
-from .conftest import committed_text, copy_built_repo, dvc, stage_error_line
+from .conftest import committed_text, copy_built_repo, dvc, repo_client, stage_error_line
 
 pytestmark = pytest.mark.pipeline
 
@@ -42,15 +42,8 @@ def _spell(text: str, key: str, spelling: str) -> str:
     return f"{text[: match.start()]}  {key}: {spelling}{text[match.end() :]}"
 
 
-def _client(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _runs(repo: Path) -> list:
-    client = _client(repo)
+    client = repo_client(repo)
     experiment = client.get_experiment_by_name("churn-prediction")
     return client.search_runs([experiment.experiment_id], run_view_type=3)
 

@@ -25,33 +25,27 @@ from .conftest import (
     dvc,
     git,
     predictflow,
+    repo_client,
     run,
 )
 
 pytestmark = pytest.mark.pipeline
 
 
-def client(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def all_runs(repo: Path) -> list:
-    c = client(repo)
+    c = repo_client(repo)
     experiment = c.get_experiment_by_name("churn-prediction")
     return c.search_runs([experiment.experiment_id], run_view_type=3)  # all lifecycle stages
 
 
 def versions(repo: Path) -> list[str]:
     return sorted(
-        str(v.version) for v in client(repo).search_model_versions("name = 'churn-predictor'")
+        str(v.version) for v in repo_client(repo).search_model_versions("name = 'churn-predictor'")
     )
 
 
 def registry_state(repo: Path) -> tuple:
-    c = client(repo)
+    c = repo_client(repo)
     return tuple(
         (str(v.version), tuple(sorted(c.get_model_version("churn-predictor", v.version).aliases)))
         for v in c.search_model_versions("name = 'churn-predictor'")
@@ -267,10 +261,10 @@ def test_sigkill_in_train_leaves_nothing_half_done(clean, point) -> None:
     assert findings["registered versions"]["status"] == "ok"
 
     dvc(repo, "repro")  # the next run reaps the orphan and completes
-    assert client(repo).get_run(stuck[0].info.run_id).info.status == "KILLED"
+    assert repo_client(repo).get_run(stuck[0].info.run_id).info.status == "KILLED"
     assert "up to date" in dvc(repo, "status").stdout
     model_md5 = lineage.file_md5(repo / "models/model.pkl")
-    assert len(client(repo).search_model_versions(f"tags.model_md5 = '{model_md5}'")) == 1
+    assert len(repo_client(repo).search_model_versions(f"tags.model_md5 = '{model_md5}'")) == 1
 
 
 def test_sigkill_after_registration_is_completed_by_the_next_repro(clean) -> None:
@@ -301,7 +295,7 @@ def test_doctor_fix_marks_orphaned_runs_killed(clean) -> None:
     (stuck,) = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
     fixed = predictflow(repo, "doctor", "--fix", check=False)
     assert "FIXED    stuck runs" in fixed.stdout
-    assert client(repo).get_run(stuck.info.run_id).info.status == "KILLED"
+    assert repo_client(repo).get_run(stuck.info.run_id).info.status == "KILLED"
 
 
 def _copy_store(repo: Path, tmp_path: Path) -> Path:
@@ -352,7 +346,7 @@ def test_doctor_finds_credentials_committed_to_git(repo: Path, tmp_path: Path) -
 
 def test_concurrent_registers_of_one_model_make_one_version(clean) -> None:
     repo = clean
-    c = client(repo)
+    c = repo_client(repo)
     model_md5 = c.get_model_version("churn-predictor", "1").tags["model_md5"]
     for version in versions(repo):
         c.delete_model_version("churn-predictor", version)
@@ -409,7 +403,7 @@ def test_racing_promotions_one_wins_and_the_trail_stays_consistent(clean) -> Non
     view = json.loads(predictflow(repo, "lineage", staging, "--json").stdout)
     assert "production" in view["aliases"]
     assert [e["to"] for e in view["promotions"]] == ["staging", "production"]  # repro, racer
-    client(repo).delete_registered_model_alias("churn-predictor", "production")
+    repo_client(repo).delete_registered_model_alias("churn-predictor", "production")
 
 
 def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -> None:
@@ -430,7 +424,7 @@ def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -
     assert [r["roc_auc"] for r in ranking] == sorted((r["roc_auc"] for r in ranking), reverse=True)
     assert facts["apply"] == f"dvc exp apply {ranking[0]['experiment']}"
 
-    c = client(repo)
+    c = repo_client(repo)
     children = c.search_runs(
         [c.get_experiment_by_name("churn-prediction").experiment_id],
         f"tags.mlflow.parentRunId = '{facts['parent_run']}'",
