@@ -342,6 +342,10 @@ def _make_repro(repo: Path) -> None:
     """The README's `make repro` in a copy, sharing this venv (no second install)."""
     (repo / ".venv").unlink(missing_ok=True)
     (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    # Older than the shared venv's `.installed`: else, after an edit of pyproject.toml, make
+    # reinstalls this copy into the shared venv, whose predictflow then points at a temp dir.
+    for name in ("pyproject.toml", "constraints.txt"):
+        os.utime(repo / name, (0, 0))
     run(["make", "repro"], repo)
 
 
