@@ -64,8 +64,8 @@ repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the da
 test: $(INSTALLED) $(PLOTS_TEMPLATE) ## run the whole test suite (slow end-to-end tests included)
 	$(BIN)/pytest
 
-test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit and contract tests only
-	$(BIN)/pytest -m "not slow"
+test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit tests only: in process, no built pipeline, server or browser
+	$(BIN)/pytest -m unit
 
 bench: $(INSTALLED) ## pipeline vs bare baselines at 7k/100k/1M rows -> docs/benchmarks.md (8-16 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

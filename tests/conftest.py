@@ -132,6 +132,14 @@ def predictflow(repo: Path, *args: str, check: bool = True) -> Result:
     return run([BIN / "predictflow", *args], repo, check=check)
 
 
+def repo_client(repo: Path):
+    """An MLflow client on a project's own SQLite store (`mlflow_data/` in `repo`)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def free_port() -> int:
     """A free TCP port on the loopback address (servers under test bind 127.0.0.1 only)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -201,9 +209,42 @@ def copy_built_repo(source: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project after `predictflow data ensure` + a cold `dvc repro`."""
-    repo = copy_project(tmp_path_factory.mktemp("first") / "repo")
+def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project after `predictflow data ensure` + the session's only cold `dvc repro`: version 1,
+    sealed by the committed dvc.lock, holds `staging`. No test changes it: a module that needs a
+    built pipeline takes `copy_built_repo(built_repo, ...)` (seconds, where a cold build is
+    minutes), so it sees this state whatever ran before it."""
+    repo = copy_project(tmp_path_factory.mktemp("built") / "repo")
     predictflow(repo, "data", "ensure")
     dvc(repo, "repro")
     return repo
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built project shared by the session's tests that read it (test_pipeline changes and
+    restores it; its store keeps their experiments). Copy `built_repo` for a state of your own."""
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("first") / "repo")
+
+
+# Markers by cost (registered in pyproject.toml). `make test-fast` runs `-m unit`; `make test` all.
+COSTS = ("unit", "pipeline", "services", "browser")
+# Fixtures that imply a cost, whoever asks for them (directly or through another fixture).
+COST_OF_FIXTURE = {"built_repo": "pipeline", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test exactly its cost markers: a module's `pytestmark`, else what its fixtures
+    imply, else `pipeline` for a legacy `slow` mark, else `unit`. Every test that is not a unit
+    test is also `slow`, so `-m "not slow"` keeps meaning `-m unit`."""
+    for item in items:
+        costs = {mark.name for mark in item.iter_markers() if mark.name in COSTS}
+        costs |= {cost for name, cost in COST_OF_FIXTURE.items() if name in item.fixturenames}
+        if len(costs) > 1:
+            costs.discard("unit")  # a fixture's cost outranks a module-wide `unit`
+        if not costs:
+            costs = {"pipeline"} if item.get_closest_marker("slow") else {"unit"}
+        for cost in sorted(costs):
+            item.add_marker(cost)
+        if costs != {"unit"} and not item.get_closest_marker("slow"):
+            item.add_marker("slow")

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import REPO, child_env
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 FIGURE_ROWS = ("| 1. ", "| 2. ", "| 3a. ", "| 3b. ", "| 4a. ", "| 4b. ", "| 5. ", "| 6. ")
 

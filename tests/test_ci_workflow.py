@@ -82,8 +82,6 @@ def test_three_jobs_chained_test_pipeline_deploy() -> None:
     assert needs(jobs()["test"]) == []
     assert needs(jobs()["pipeline"]) == ["test"]
     assert needs(jobs()["deploy"]) == ["pipeline"]
-    for job in jobs().values():
-        assert job["runs-on"] == "ubuntu-latest"
 
 
 @pytest.mark.parametrize("job_name", ["test", "pipeline", "deploy"])
@@ -129,6 +127,7 @@ def test_pipeline_fails_on_a_stale_lock_with_a_hint_and_uploads_the_store() -> N
     assert {"mlflow_data", "metrics"} <= paths
 
 
+@pytest.mark.pipeline  # asks the real dvc/predictflow processes for --help
 def test_every_dvc_subcommand_used_exists() -> None:
     used = commands("dvc")
     assert "repro" in used  # at least the hint in the stale-lock message
@@ -164,6 +163,7 @@ def listed_subcommands(help_text: str) -> set[str]:
     return set(re.findall(r"^ {2}([a-z][a-z-]*)\b", commands, flags=re.MULTILINE))
 
 
+@pytest.mark.pipeline  # asks the real dvc/predictflow processes for --help
 def test_every_existing_predictflow_subcommand_used_is_real() -> None:
     available = listed_subcommands(predictflow_help())
     assert "data" in available  # the parser above is sane

@@ -21,10 +21,10 @@ MODEL = "models:/churn-predictor@staging"  # the pipeline run moves staging; not
 
 
 @pytest.fixture(scope="module")
-def drift_repo(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drift_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the session's pipeline run: drift writes monitoring runs into its store."""
     repo = tmp_path_factory.mktemp("drift") / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
+    shutil.copytree(built_repo, repo, symlinks=True)
     return repo
 
 
@@ -86,6 +86,7 @@ def test_reservoir_keeps_a_bounded_seeded_sample_of_the_whole_stream() -> None:
     assert first.max() > 5_000 and first.min() < 5_000  # from every part of the stream, not a head
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 @pytest.mark.parametrize("rows", ["0", "-5"])
 def test_a_chunk_size_below_one_is_one_line_before_any_work(tmp_path: Path, rows: str) -> None:
     batch = tmp_path / "batch.csv"
@@ -95,7 +96,7 @@ def test_a_chunk_size_below_one_is_one_line_before_any_work(tmp_path: Path, rows
     assert_one_line_error(result, f"--chunk-rows {rows}", "at least 1")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_run(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -124,7 +125,7 @@ def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_
     )
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_batch_from_the_same_generator_exits_0_with_a_table(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -135,7 +136,7 @@ def test_batch_from_the_same_generator_exits_0_with_a_table(
     assert "MonthlyCharges" in result.stdout and "churn_probability" in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_statistics_do_not_depend_on_the_chunk_size(drift_repo: Path, tmp_path: Path) -> None:
     """Histograms, counts and the seeded reservoir are accumulated per chunk: reading the batch
     700 rows at a time gives exactly the statistics of one read."""
@@ -146,7 +147,7 @@ def test_statistics_do_not_depend_on_the_chunk_size(drift_repo: Path, tmp_path: 
     assert chunked["sample_rows"] == whole["sample_rows"] == 3000
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_reference_is_the_pinned_data_not_the_changed_workspace_file(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -164,7 +165,7 @@ def test_reference_is_the_pinned_data_not_the_changed_workspace_file(
     assert {"MonthlyCharges", "Contract"} <= set(facts["drifted"])
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_batch_missing_a_column_is_one_line(drift_repo: Path, tmp_path: Path) -> None:
     batch = synth_batch(tmp_path / "batch.csv", seed=7, rows=50)
     frame = pd.read_csv(batch, dtype=str, keep_default_na=False)
@@ -174,7 +175,7 @@ def test_batch_missing_a_column_is_one_line(drift_repo: Path, tmp_path: Path) ->
     assert_one_line_error(result, str(batch), "missing required column", "tenure")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_training_data_in_neither_cache_nor_remote_is_one_line(
     drift_repo: Path, tmp_path: Path
 ) -> None:
@@ -187,7 +188,7 @@ def test_training_data_in_neither_cache_nor_remote_is_one_line(
     assert_one_line_error(result, pinned, "neither the DVC cache nor the default remote")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_training_data_only_in_the_default_remote_is_read_from_there(
     drift_repo: Path, tmp_path: Path
 ) -> None:

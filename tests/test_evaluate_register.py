@@ -11,11 +11,13 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from predictflow import lineage
 from predictflow.evaluation import UNCERTAINTY_KEYS
 from predictflow.tracking import METRIC_KEYS
 
-from .conftest import assert_one_line_error, run
+from .conftest import assert_one_line_error, repo_client, run
 
 FIGURES = ("confusion_matrix.png", "feature_importance.png", "precision_recall.png", "roc.png")
 TABLES = (
@@ -29,13 +31,6 @@ TABLES = (
 HELD_OUT = (*METRIC_KEYS, *UNCERTAINTY_KEYS)
 CURVES = ("validation_0-logloss", "validation_1-logloss")
 TEST_SPLIT = "data/prepared/test.parquet"
-
-
-def client(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def artifacts(c, run_id: str, path: str | None = None) -> list[str]:
@@ -87,7 +82,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
     pipeline_repo: Path,
 ) -> None:
     """The facts a fresh `dvc repro` left before evaluate stopped logging, kept exactly."""
-    c = client(pipeline_repo)
+    c = repo_client(pipeline_repo)
     experiment = c.get_experiment_by_name("churn-prediction")
     (run_,) = c.search_runs([experiment.experiment_id])
     run_id = run_.info.run_id
@@ -170,6 +165,7 @@ stage.run("probe", main)
 """
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_a_stage_skips_the_final_collection_and_still_runs_its_exit_handlers(
     tmp_path: Path,
 ) -> None:

@@ -22,7 +22,7 @@ from predictflow import lineage
 
 from .conftest import assert_one_line_error, dvc, git, predictflow
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 RAW = "data/customers.csv"
 PIN = "data/customers.csv.dvc"
@@ -85,12 +85,12 @@ def state(repo: Path) -> dict[str, object]:
 
 
 @pytest.fixture
-def repo(pipeline_repo: Path, tmp_path: Path) -> Path:
+def repo(built_repo: Path, tmp_path: Path) -> Path:
     """A private copy of the pipeline repo; its default DVC remote (a folder beside it) is empty."""
     copy = tmp_path / "repo"
-    shutil.copytree(pipeline_repo, copy, symlinks=True)
+    shutil.copytree(built_repo, copy, symlinks=True)
     (copy / BATCH).write_text(
-        "".join((pipeline_repo / RAW).read_text().splitlines(keepends=True)[:21])
+        "".join((built_repo / RAW).read_text().splitlines(keepends=True)[:21])
     )
     return copy
 

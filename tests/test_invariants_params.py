@@ -18,9 +18,9 @@ from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
 
 from predictflow import lineage
 
-from .conftest import committed_text, copy_project, dvc, predictflow, stage_error_line
+from .conftest import committed_text, copy_built_repo, dvc, repo_client, stage_error_line
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 # Spellings PyYAML (YAML 1.1) and DVC (YAML 1.2) read differently: 010 is 8 for one and 10 for
 # the other, 5e-2 a string or 0.05; 0x20 keeps the training short.
@@ -42,29 +42,22 @@ def _spell(text: str, key: str, spelling: str) -> str:
     return f"{text[: match.start()]}  {key}: {spelling}{text[match.end() :]}"
 
 
-def _client(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def _runs(repo: Path) -> list:
-    client = _client(repo)
+    client = repo_client(repo)
     experiment = client.get_experiment_by_name("churn-prediction")
     return client.search_runs([experiment.experiment_id], run_view_type=3)
 
 
 @pytest.fixture(scope="module")
-def spelled_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project after a cold `dvc repro` of a params.yaml with the SPELLED values."""
-    repo = copy_project(tmp_path_factory.mktemp("spelled") / "repo")
+def spelled_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built project after `dvc repro` of a params.yaml with the SPELLED values (all in
+    `model:`, so DVC reruns train, evaluate and register on the built project's splits)."""
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("spelled") / "repo")
     text = committed_text("params.yaml")
     for key, (spelling, _) in SPELLED.items():
         text = _spell(text, key, spelling)
     (repo / "params.yaml").write_text(text, encoding="utf-8")
-    predictflow(repo, "data", "ensure")
-    dvc(repo, "repro")
+    assert "Running stage 'train'" in dvc(repo, "repro").stdout
     return repo
 
 

@@ -28,7 +28,7 @@ from .conftest import (
     BIN,
     Result,
     assert_one_line_error,
-    copy_project,
+    copy_built_repo,
     dvc,
     git,
     predictflow,
@@ -38,7 +38,7 @@ from .conftest import (
 
 TESTS = Caller("tests", verified=False)  # who the audit records for moves made here
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 ALIASES = ("staging", "production")
 
@@ -215,10 +215,8 @@ def test_an_alias_moved_behind_the_trail_is_reported_then_recorded(store_client)
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("invariants") / "repo")
-    predictflow(repo, "data", "ensure")
-    dvc(repo, "repro")
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("invariants") / "repo")
     assert git(repo, "status", "--porcelain").stdout == ""  # the lock pinning v1 is committed
     dvc(repo, "exp", "run", "-S", "model.n_estimators=3", "-S", "model.max_depth=2", "-n", "weak")
     git(repo, "reset", "-q", "--hard")

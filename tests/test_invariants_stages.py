@@ -60,9 +60,9 @@ class Raw:
 
 
 @pytest.fixture(scope="module")
-def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the reproduced project for the whole module; each row restores it."""
-    return copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("invariants") / "repo")
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("invariants") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ ATTACKS = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize(("attack", "fragments"), ATTACKS)
 def test_a_bad_raw_file_fails_prepare_in_one_line_and_changes_nothing(
     pristine: Path, raw: Raw, attack: Attack, fragments: tuple[str, ...]
@@ -212,7 +212,7 @@ def test_a_bad_raw_file_fails_prepare_in_one_line_and_changes_nothing(
 # --- evaluate: a held-out split it cannot score --------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_evaluate_refuses_a_one_class_held_out_split_and_keeps_its_outputs(
     pristine: Path, tmp_path: Path
 ) -> None:
@@ -256,7 +256,7 @@ def test_write_json_refuses_nan_and_keeps_the_previous_file(tmp_path: Path) -> N
 # --- a repository with no commit yet -------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_pipeline_runs_before_the_first_commit_and_says_so_in_lineage(
     project: Path, tmp_path: Path
 ) -> None:

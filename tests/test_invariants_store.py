@@ -68,11 +68,11 @@ USER_FILES = ("dvc.lock", "params.yaml", "models/model.pkl", "metrics/eval.json"
 
 
 @pytest.fixture(scope="module")
-def project(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the reproduced project, store included, made to point at itself."""
     repo = tmp_path_factory.mktemp("store") / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    predictflow(repo, "doctor", "--fix", check=False)  # the copied store names pipeline_repo
+    shutil.copytree(built_repo, repo, symlinks=True)
+    predictflow(repo, "doctor", "--fix", check=False)  # the copied store names built_repo
     return repo
 
 
@@ -116,7 +116,7 @@ COMMANDS = {
 STAGES = ("train", "register")  # evaluate never opens the store (test_evaluate_register)
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("server", ["refused", "silent"])
 @pytest.mark.parametrize("command", [*COMMANDS, "doctor", *STAGES])
 def test_an_unreachable_server_is_given_up_on_within_seconds(
@@ -197,7 +197,7 @@ BUSY_CASES = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("case", list(BUSY_CASES))
 def test_a_store_locked_longer_than_the_wait_fails_with_one_line(project: Path, case: str):
     args, prefix = BUSY_CASES[case]
@@ -229,7 +229,7 @@ def opened(pid: int, path: Path, timeout: float = 300) -> None:
     raise AssertionError(f"process {pid} never opened {path}")
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> None:
     before = store_state(project)
     with Holder(project / STORE, 600):
@@ -253,7 +253,7 @@ def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> No
     )
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("fix", [[], ["--fix"]])
 def test_doctor_reports_a_locked_store_busy_and_moves_nothing(project: Path, fix) -> None:
     db = project / STORE
@@ -279,6 +279,7 @@ def test_a_busy_wait_that_is_not_a_duration_is_refused(monkeypatch, value: str) 
         tracking.busy_timeout()
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 @pytest.mark.parametrize("content", [b"not a database", b"SQLite format 3\0" + b"\xff" * 4000])
 def test_a_damaged_store_is_one_line_pointing_at_doctor(tmp_path: Path, content: bytes) -> None:
     run(["git", "init", "-q"], tmp_path)
@@ -306,7 +307,7 @@ def _spellings(repo: Path, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_migrating_the_store_onto_itself_is_refused_however_spelled(project, tmp_path) -> None:
     before = store_state(project)
     for name, target in _spellings(project, tmp_path).items():
@@ -341,10 +342,14 @@ def _make_repro(repo: Path) -> None:
     """The README's `make repro` in a copy, sharing this venv (no second install)."""
     (repo / ".venv").unlink(missing_ok=True)
     (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    # Older than the shared venv's `.installed`: else, after an edit of pyproject.toml, make
+    # reinstalls this copy into the shared venv, whose predictflow then points at a temp dir.
+    for name in ("pyproject.toml", "constraints.txt"):
+        os.utime(repo / name, (0, 0))
     run(["make", "repro"], repo)
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.parametrize("attack", ["deleted", "swapped"])
 def test_a_lost_or_swapped_store_is_found_and_make_repro_registers_again(
     project: Path, tmp_path: Path, attack: str
@@ -376,7 +381,7 @@ def test_a_lost_or_swapped_store_is_found_and_make_repro_registers_again(
     assert store_state(repo) == state
 
 
-@pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_moved_project_is_repaired_by_doctor_fix(project: Path, tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "moved" / "repo"
     shutil.copytree(project, old, symlinks=True)

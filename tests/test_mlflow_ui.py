@@ -22,7 +22,7 @@ from predictflow import lineage, tracking
 from .conftest import REPO
 from .test_report import browser, chromium, mlflow_ui  # noqa: F401 (`browser` is a fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 DOCS = REPO / "docs"
 # MLflow 3.17's UI picks the page kind from the `workflowType` query parameter (else the browser's

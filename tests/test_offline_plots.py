@@ -16,7 +16,7 @@ import pytest
 from .conftest import REPO, dvc
 from .test_report import browser, chromium  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 PLOTS = (
     "Training_curve__logloss_per_boosting_round_",

@@ -22,26 +22,19 @@ from predictflow import lineage
 from predictflow.schema import FEATURES
 from predictflow.tracking import METRIC_KEYS
 
-from .conftest import REPO, dvc, git, predictflow, run
+from .conftest import REPO, dvc, git, predictflow, repo_client, run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 STAGES = ["prepare", "featurize", "train", "evaluate", "register"]
 
 
-def store(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def versions(repo: Path) -> list:
-    return store(repo).search_model_versions("name = 'churn-predictor'")
+    return repo_client(repo).search_model_versions("name = 'churn-predictor'")
 
 
 def train_runs(repo: Path) -> list:
-    client = store(repo)
+    client = repo_client(repo)
     experiment = client.get_experiment_by_name("churn-prediction")
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
@@ -129,7 +122,8 @@ def test_train_run_records_params_curves_model_and_lineage(pipeline_repo: Path) 
     params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
     assert run_.data.params["model.max_depth"] == str(params["model"]["max_depth"])
     assert run_.data.params["base.seed"] == str(params["base"]["seed"])
-    history = store(pipeline_repo).get_metric_history(run_.info.run_id, "validation_1-logloss")
+    client = repo_client(pipeline_repo)
+    history = client.get_metric_history(run_.info.run_id, "validation_1-logloss")
     assert len(history) == params["model"]["n_estimators"]
     for key in METRIC_KEYS:  # register attached the held-out metrics to the same run
         assert key in run_.data.metrics
@@ -142,7 +136,7 @@ def test_train_run_records_params_curves_model_and_lineage(pipeline_repo: Path) 
     assert tags["model_md5"] == lineage.file_md5(pipeline_repo / "models/model.pkl")
 
     model_id = run_.outputs.model_outputs[0].model_id
-    mlflow.set_tracking_uri(store(pipeline_repo).tracking_uri)
+    mlflow.set_tracking_uri(repo_client(pipeline_repo).tracking_uri)
     info = mlflow.models.get_model_info(f"models:/{model_id}")
     assert set(info.signature.inputs.input_names()) == set(FEATURES)
     assert info.saved_input_example_info is not None
@@ -151,7 +145,7 @@ def test_train_run_records_params_curves_model_and_lineage(pipeline_repo: Path) 
 def test_registered_version_is_the_model_dvc_lock_pins(pipeline_repo: Path, tmp_path) -> None:
     import mlflow
 
-    client = store(pipeline_repo)
+    client = repo_client(pipeline_repo)
     (version,) = versions(pipeline_repo)
     locked = lineage.locked_out_md5(lineage.load_lock(pipeline_repo), "models/model.pkl")
     assert version.tags["model_md5"] == locked
@@ -174,7 +168,7 @@ def test_registered_version_is_the_model_dvc_lock_pins(pipeline_repo: Path, tmp_
 def test_served_model_scores_clean_raw_layout_rows_like_evaluate(pipeline_repo: Path) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(store(pipeline_repo).tracking_uri)
+    mlflow.set_tracking_uri(repo_client(pipeline_repo).tracking_uri)
     served = mlflow.pyfunc.load_model("models:/churn-predictor@staging")
     test = pd.read_parquet(pipeline_repo / "data/prepared/test.parquet").head(50)
     scores = pd.DataFrame(served.predict(test.drop(columns=["Churn"])))
@@ -243,7 +237,8 @@ def test_experiment_is_tracked_registered_and_leaves_staging_alone(restore) -> N
     newest = max(versions(repo), key=lambda v: int(v.version))
     assert newest.tags["dvc_exp_name"] == "deeper"
     assert newest.tags["model_md5"] == run_.data.tags["model_md5"]
-    assert int(store(repo).get_model_version_by_alias("churn-predictor", "staging").version) == 1
+    staging = repo_client(repo).get_model_version_by_alias("churn-predictor", "staging")
+    assert int(staging.version) == 1
 
 
 def test_queued_experiment_lands_in_the_main_store(restore) -> None:
@@ -266,7 +261,7 @@ def test_queued_experiment_lands_in_the_main_store(restore) -> None:
     assert runs[-1].data.tags["dvc_exp_name"] == "queued"
     assert set(METRIC_KEYS) <= set(runs[-1].data.metrics)  # register, in the temp copy, found it
     assert "evaluation/roc.png" in {
-        a.path for a in store(repo).list_artifacts(runs[-1].info.run_id, "evaluation")
+        a.path for a in repo_client(repo).list_artifacts(runs[-1].info.run_id, "evaluation")
     }
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
 

@@ -188,6 +188,7 @@ def _assert_one_error_line(result: subprocess.CompletedProcess[str], expected: s
     assert result.stdout == ""
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_writes_train_test_and_metrics(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
 
@@ -217,6 +218,7 @@ def test_stage_writes_train_test_and_metrics(project: Path) -> None:
     assert sorted(p.name for p in (project / METRICS.parent).iterdir()) == ["prepare.json"]
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_counts_rows_dropped_for_blank_total_charges(project: Path) -> None:
     rows = [list(row) for row in synth.iter_rows(300, 1)]
     blanked = [i for i, row in enumerate(rows) if row[5] != "0"][:3]
@@ -235,6 +237,7 @@ def test_stage_counts_rows_dropped_for_blank_total_charges(project: Path) -> Non
     assert "dropped 3 row(s) with blank TotalCharges at tenure > 0" in result.stderr
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_rejects_a_bad_churn_value_with_one_line(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
     lines = (project / RAW).read_text(encoding="utf-8").splitlines()
@@ -251,6 +254,7 @@ def test_stage_rejects_a_bad_churn_value_with_one_line(project: Path) -> None:
     _assert_no_outputs(project)
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_rejects_a_missing_raw_file_with_one_line(project: Path) -> None:
     result = _run(project, raw=Path("data/nope.csv"))
 
@@ -258,6 +262,7 @@ def test_stage_rejects_a_missing_raw_file_with_one_line(project: Path) -> None:
     _assert_no_outputs(project)
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_rejects_bad_params_with_one_line(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
     params = project / "params.yaml"
@@ -274,6 +279,7 @@ def test_stage_rejects_bad_params_with_one_line(project: Path) -> None:
     _assert_no_outputs(project)
 
 
+@pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_rejects_a_four_row_file_with_one_line(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
     header, *rows = (project / RAW).read_text(encoding="utf-8").splitlines()

@@ -18,28 +18,18 @@ from .conftest import REPO, dvc
 NOISE = ("Downloading artifacts", "WARNING", " INFO ", "Traceback")
 
 
-@pytest.mark.slow
-def test_train_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path) -> None:
-    """No MLflow progress bar, pickle notice or database INFO lines: one `train:` line."""
+@pytest.mark.pipeline
+def test_each_stage_says_what_it_did_in_one_line(built_repo: Path, tmp_path: Path) -> None:
+    """train, evaluate and register into a fresh store: one line each, nothing from MLflow (no
+    progress bar, pickle notice or database INFO line; `register_model` prints "Successfully
+    registered ..." and "Created version ..." itself, and MLflow announces creating a store)."""
     repo = tmp_path / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    shutil.rmtree(repo / "mlflow_data")  # a fresh store: MLflow would announce creating it
-    result = dvc(repo, "repro", "-f", "-s", "train")
-    lines = result.stderr.strip().splitlines()
-    assert not [line for line in lines if any(noise in line for noise in NOISE)], result.stderr
-    assert len(lines) == 1 and lines[0].startswith("train: run "), result.stderr
-
-
-@pytest.mark.slow
-def test_each_stage_says_what_it_did_in_one_line(pipeline_repo: Path, tmp_path: Path) -> None:
-    """train, evaluate and register into a fresh store: one line each, nothing from MLflow
-    (`register_model` prints "Successfully registered ..." and "Created version ..." itself)."""
-    repo = tmp_path / "repo"
-    shutil.copytree(pipeline_repo, repo, symlinks=True)
-    shutil.rmtree(repo / "mlflow_data")
+    shutil.copytree(built_repo, repo, symlinks=True)
+    shutil.rmtree(repo / "mlflow_data")  # a fresh store
     result = dvc(repo, "repro", "-f", "-s", "train", "evaluate", "register")
     lines = result.stderr.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["train", "evaluate", "register"], lines
+    assert lines[0].startswith("train: run "), result.stderr
     assert not [line for line in lines if any(noise in line for noise in NOISE)], result.stderr
 
 

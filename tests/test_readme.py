@@ -1,6 +1,6 @@
 """The README runs as written: its ```bash and ```python blocks, in order, in a copy of the project.
 
-The copy starts where the README's reader is after `make repro` (the session's `pipeline_repo`,
+The copy starts where the README's reader is after `make repro` (the session's `built_repo`,
 with its data, DVC cache and MLflow store), and `make repro` itself runs again there. Its `.venv`
 is a real venv whose packages are this checkout's (a `.pth` file), so `make`, the activation
 hook and `source .venv/bin/activate` behave as in a fresh clone without a second install.
@@ -151,9 +151,9 @@ def test_activation_points_mlflow_at_the_project_store(tmp_path: Path) -> None:
     assert tracking.default_uri(root.resolve()) == store
 
 
-@pytest.mark.slow
-def test_readme_runs_as_written(pipeline_repo: Path, tmp_path: Path) -> None:
-    repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
+@pytest.mark.pipeline
+def test_readme_runs_as_written(built_repo: Path, tmp_path: Path) -> None:
+    repo = copy_built_repo(built_repo, tmp_path / "repo")
     if (REPO / "node_modules").is_dir():  # `make install` built .dvc/plots.html from it
         (repo / "node_modules").symlink_to(REPO / "node_modules")
     linked_venv(repo)

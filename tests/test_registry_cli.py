@@ -1,7 +1,7 @@
 """`predictflow lineage / predict / promote / reproduce` against a real pipeline run.
 
-The module gets its own copy of the project (its registry is changed by promotions), built once:
-version 1 comes from `dvc repro` on a commit whose dvc.lock already pins it (sealed).
+The module gets its own copy of the session's built project (its registry is changed by
+promotions): version 1 comes from `dvc repro` on a commit whose dvc.lock already pins it (sealed).
 """
 
 from __future__ import annotations
@@ -15,31 +15,20 @@ import pytest
 
 from predictflow import lineage
 
-from .conftest import copy_project, dvc, git, predictflow
+from .conftest import assert_one_line_error, copy_built_repo, dvc, git, predictflow
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("registry") / "repo")
-    predictflow(repo, "data", "ensure")
-    dvc(repo, "repro")
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("registry") / "repo")
     assert git(repo, "status", "--porcelain").stdout == ""  # the lock pinning v1 is committed
     return repo
 
 
 def lineage_json(repo: Path, *uri: str) -> dict:
     return json.loads(predictflow(repo, "lineage", *uri, "--json").stdout)
-
-
-def one_line_error(result) -> str:
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.stderr
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("predictflow: error: ")
-    return lines[0]
 
 
 def test_lineage_answers_both_questions(repo: Path) -> None:
@@ -82,7 +71,7 @@ def test_lineage_answers_both_questions(repo: Path) -> None:
     ],
 )
 def test_lineage_of_an_unknown_model_is_one_line(repo: Path, uri: str, expected: str) -> None:
-    assert expected in one_line_error(predictflow(repo, "lineage", uri, check=False))
+    assert expected in assert_one_line_error(predictflow(repo, "lineage", uri, check=False))
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +147,7 @@ def test_predict_missing_column_fails_clearly(repo: Path, held_out_csv: Path, tm
         out,
         check=False,
     )
-    assert one_line_error(result) == (
+    assert assert_one_line_error(result) == (
         f"predictflow: error: {bad}: missing required column(s): tenure"
     )
     assert not out.exists() and list(tmp_path.iterdir()) == [bad]
@@ -195,7 +184,7 @@ def test_predict_without_a_production_model_says_so(repo: Path, held_out_csv, tm
     result = predictflow(
         repo, "predict", "--input", held_out_csv, "--output", tmp_path / "s.csv", check=False
     )
-    line = one_line_error(result)
+    line = assert_one_line_error(result)
     assert "models:/churn-predictor@production" in line and "alias production not found" in line
 
 
@@ -223,7 +212,7 @@ def test_production_needs_staging_and_clean_sealed_lineage(repo, experiment_vers
     result = predictflow(
         repo, "promote", str(experiment_version), "--to", "production", check=False
     )
-    line = one_line_error(result)
+    line = assert_one_line_error(result)
     assert f"version {experiment_version} not promoted to production" in line
     assert "gate 'in staging' failed (promote it to staging first)" in line
     assert "gate 'clean code' failed" in line and "gate 'sealed' failed" in line
@@ -240,7 +229,7 @@ def test_staging_needs_the_quality_gate(repo: Path, experiment_version: int) -> 
         )
     finally:
         params.write_text(original)
-    assert "gate 'quality' failed (roc_auc " in one_line_error(result)
+    assert "gate 'quality' failed (roc_auc " in assert_one_line_error(result)
     assert ">= 0.9900" in result.stderr
 
 
@@ -270,7 +259,7 @@ def test_a_worse_challenger_is_refused_with_the_comparison(repo, experiment_vers
     result = predictflow(
         repo, "promote", str(experiment_version), "--to", "production", "--allow-dirty", check=False
     )
-    line = one_line_error(result)
+    line = assert_one_line_error(result)
     assert "gate 'champion/challenger' failed (roc_auc " in line
     assert "vs production v1" in line
     assert lineage_json(repo, "models:/churn-predictor@production")["version"] == 1
@@ -290,7 +279,7 @@ def test_reproduce_names_missing_data(repo: Path, tmp_path: Path) -> None:
     moved = tmp_path / "object"
     shutil.move(cached, moved)
     try:
-        line = one_line_error(predictflow(repo, "reproduce", "1", check=False))
+        line = assert_one_line_error(predictflow(repo, "reproduce", "1", check=False))
     finally:
         shutil.move(moved, cached)
     assert line == (

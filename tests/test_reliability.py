@@ -1,6 +1,6 @@
 """Bad input, crashes and concurrency lose nothing and register nothing wrong.
 
-One copy of the project is built once for the module; each test puts back what it changed
+The module works on its own copy of the session's built project; each test puts back what it changed
 (`git checkout` + `dvc checkout`), so later tests see a clean, fully reproduced repo.
 """
 
@@ -20,37 +20,32 @@ from .conftest import (
     BIN,
     assert_one_line_error,
     child_env,
+    copy_built_repo,
     copy_project,
     dvc,
     git,
     predictflow,
+    repo_client,
     run,
 )
 
-pytestmark = pytest.mark.slow
-
-
-def client(repo: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+pytestmark = pytest.mark.pipeline
 
 
 def all_runs(repo: Path) -> list:
-    c = client(repo)
+    c = repo_client(repo)
     experiment = c.get_experiment_by_name("churn-prediction")
     return c.search_runs([experiment.experiment_id], run_view_type=3)  # all lifecycle stages
 
 
 def versions(repo: Path) -> list[str]:
     return sorted(
-        str(v.version) for v in client(repo).search_model_versions("name = 'churn-predictor'")
+        str(v.version) for v in repo_client(repo).search_model_versions("name = 'churn-predictor'")
     )
 
 
 def registry_state(repo: Path) -> tuple:
-    c = client(repo)
+    c = repo_client(repo)
     return tuple(
         (str(v.version), tuple(sorted(c.get_model_version("churn-predictor", v.version).aliases)))
         for v in c.search_model_versions("name = 'churn-predictor'")
@@ -63,11 +58,8 @@ def restore(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_project(tmp_path_factory.mktemp("reliability") / "repo")
-    predictflow(repo, "data", "ensure")
-    dvc(repo, "repro")
-    return repo
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("reliability") / "repo")
 
 
 @pytest.fixture
@@ -269,10 +261,10 @@ def test_sigkill_in_train_leaves_nothing_half_done(clean, point) -> None:
     assert findings["registered versions"]["status"] == "ok"
 
     dvc(repo, "repro")  # the next run reaps the orphan and completes
-    assert client(repo).get_run(stuck[0].info.run_id).info.status == "KILLED"
+    assert repo_client(repo).get_run(stuck[0].info.run_id).info.status == "KILLED"
     assert "up to date" in dvc(repo, "status").stdout
     model_md5 = lineage.file_md5(repo / "models/model.pkl")
-    assert len(client(repo).search_model_versions(f"tags.model_md5 = '{model_md5}'")) == 1
+    assert len(repo_client(repo).search_model_versions(f"tags.model_md5 = '{model_md5}'")) == 1
 
 
 def test_sigkill_after_registration_is_completed_by_the_next_repro(clean) -> None:
@@ -303,7 +295,7 @@ def test_doctor_fix_marks_orphaned_runs_killed(clean) -> None:
     (stuck,) = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
     fixed = predictflow(repo, "doctor", "--fix", check=False)
     assert "FIXED    stuck runs" in fixed.stdout
-    assert client(repo).get_run(stuck.info.run_id).info.status == "KILLED"
+    assert repo_client(repo).get_run(stuck.info.run_id).info.status == "KILLED"
 
 
 def _copy_store(repo: Path, tmp_path: Path) -> Path:
@@ -354,7 +346,7 @@ def test_doctor_finds_credentials_committed_to_git(repo: Path, tmp_path: Path) -
 
 def test_concurrent_registers_of_one_model_make_one_version(clean) -> None:
     repo = clean
-    c = client(repo)
+    c = repo_client(repo)
     model_md5 = c.get_model_version("churn-predictor", "1").tags["model_md5"]
     for version in versions(repo):
         c.delete_model_version("churn-predictor", version)
@@ -411,32 +403,34 @@ def test_racing_promotions_one_wins_and_the_trail_stays_consistent(clean) -> Non
     view = json.loads(predictflow(repo, "lineage", staging, "--json").stdout)
     assert "production" in view["aliases"]
     assert [e["to"] for e in view["promotions"]] == ["staging", "production"]  # repro, racer
-    client(repo).delete_registered_model_alias("churn-predictor", "production")
+    repo_client(repo).delete_registered_model_alias("churn-predictor", "production")
 
 
 def test_tune_runs_the_grid_on_the_queue_into_one_store(clean, tmp_path: Path) -> None:
-    """Four experiments on DVC's queue at once, all logging to the same SQLite store."""
+    """Two experiments on DVC's queue at once (two workers: the most that run side by side on
+    two cores), both logging to the same SQLite store; a grid of two keys."""
     repo = clean
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        "tune:\n  jobs: 4\n  metric: roc_auc\n  grid:\n"
-        "    model.max_depth: [2, 3]\n    model.n_estimators: [20, 30]\n"
+        "tune:\n  jobs: 2\n  metric: roc_auc\n  grid:\n"
+        "    model.max_depth: [2, 3]\n    model.n_estimators: [10]\n"
     )
     result = predictflow(repo, "tune", "--spec", spec, "--name", "grid", "--json")
     facts = json.loads(result.stdout)
-    assert facts["experiments"] == 4 and facts["failed"] == [] and facts["mlflow_runs"] == 4
+    assert facts["experiments"] == 2 and facts["failed"] == [] and facts["mlflow_runs"] == 2
     assert sorted(facts["runs"]) == sorted(r["experiment"] for r in facts["ranking"])
     assert all(facts["runs"].values())  # every point maps to the MLflow run of its model
     ranking = facts["ranking"]
     assert [r["roc_auc"] for r in ranking] == sorted((r["roc_auc"] for r in ranking), reverse=True)
     assert facts["apply"] == f"dvc exp apply {ranking[0]['experiment']}"
 
-    c = client(repo)
+    c = repo_client(repo)
     children = c.search_runs(
         [c.get_experiment_by_name("churn-prediction").experiment_id],
         f"tags.mlflow.parentRunId = '{facts['parent_run']}'",
     )
     shown = {r["experiment"]: r for r in ranking}
+    assert len(children) == 2
     for child in children:
         name = child.data.tags["dvc_exp_name"]
         assert child.info.status == "FINISHED"

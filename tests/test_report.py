@@ -43,7 +43,7 @@ from .conftest import (
 from .test_drift import MODEL as DRIFT_MODEL
 from .test_drift import drifted_batch
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 CHAIN = ("data/customers.csv.dvc", "prepare", "featurize", "train", "evaluate", "register")
 UI_BASE = "http://127.0.0.1:5000"  # provenance.ui_base() for a local store

@@ -20,7 +20,7 @@ from predictflow.remote_check import RemoteCheck, check_remote
 from .conftest import copy_project, dvc, git, predictflow
 from .s3server import KEY, SECRET, S3Server, free_port, moto_server
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.services
 
 BUCKET = "predictflow-dvc-cache"
 DATA = "data/customers.csv"

@@ -535,7 +535,7 @@ def test_unknown_category_is_rejected_only_in_strict_mode(tmp_path: Path) -> Non
     assert frame.loc[6, "Contract"] == "Three year"
 
 
-# --- known defects: these pin the expected behaviour and flip to passing when fixed -------------
+# --- header and line-number edge cases ----------------------------------------------------------
 
 
 def test_exactly_duplicated_header_is_rejected(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from .conftest import (
     stop_process_group,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.pipeline
 
 MODEL = "churn-predictor"
 ALIAS = "production"

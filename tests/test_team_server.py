@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +42,6 @@ from .conftest import (
     Result,
     assert_one_line_error,
     child_env,
-    copy_project,
     free_port,
     git,
     predictflow,
@@ -51,7 +51,7 @@ from .conftest import (
 )
 from .s3server import KEY, SECRET, moto_server, unavailable
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.services
 
 POSTGRES = os.environ.get("PREDICTFLOW_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
 ARTIFACT_BUCKET = "predictflow-mlflow-artifacts"
@@ -207,7 +207,11 @@ def s3(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_pipeline_logs_and_registers_on_the_team_server(
-    postgres: str, s3, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    postgres: str,
+    s3,
+    built_repo: Path,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     import pickle
 
@@ -225,11 +229,14 @@ def test_pipeline_logs_and_registers_on_the_team_server(
         assert server.setup_seconds < HEALTH_TIMEOUT
         assert f"artifacts s3://{ARTIFACT_BUCKET}" in server.log.read_text()
         assert "authentication OFF" in server.log.read_text()
-        repo = copy_project(tmp_path / "repo")
-        predictflow(repo, "data", "ensure")
+        repo = built_project_without_store(built_repo, tmp_path / "repo")
         # The pipeline as it is: only the environment points it at the server. The client gets
         # no S3 settings: the server proxies the artifacts.
-        run([sys.executable, "-m", "dvc", "repro"], repo, MLFLOW_TRACKING_URI=server.uri)
+        run(
+            [sys.executable, "-m", "dvc", "repro", *TRACKED_STAGES],
+            repo,
+            MLFLOW_TRACKING_URI=server.uri,
+        )
 
         store = client(server.uri)
         experiment = store.get_experiment_by_name("churn-prediction")
@@ -458,6 +465,19 @@ class Team:
         )
 
 
+# The pipeline's MLflow steps, forced: prepare and featurize never talk to MLflow, so they stay
+# the built project's (a cold build here cost each server a minute more on 2 cores).
+TRACKED_STAGES = ("-f", "-s", "train", "evaluate", "register")
+
+
+def built_project_without_store(built_repo: Path, dest: Path) -> Path:
+    """A copy of the session's built project with no tracking store of its own: what runs
+    against a server is only the MLflow part of the pipeline (TRACKED_STAGES)."""
+    repo = Path(shutil.copytree(built_repo, dest, symlinks=True))
+    shutil.rmtree(repo / "mlflow_data")
+    return repo
+
+
 @contextmanager
 def logged_in(user: str) -> Iterator[None]:
     """This process's MLflow clients send `user`'s credentials (MLflow reads the environment)."""
@@ -468,13 +488,14 @@ def logged_in(user: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def team(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+def team(
+    postgres: str, built_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Team]:
     """One authenticated server for the module: three users made with `predictflow access add`,
     then the pipeline run with the experimenter's login."""
     workdir = tmp_path_factory.mktemp("server-auth")
     with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
-        repo = copy_project(workdir / "repo")
-        predictflow(repo, "data", "ensure")
+        repo = built_project_without_store(built_repo, workdir / "repo")
         for user, role in USERS.items():
             run(
                 [BIN / "predictflow", "access", "add", user, "--role", role, "--password-stdin"],
@@ -482,7 +503,9 @@ def team(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Te
                 stdin=password(user) + "\n",
                 **login(server.uri, "admin"),
             )
-        run([sys.executable, "-m", "dvc", "repro"], repo, **login(server.uri, "ed"))
+        run(
+            [sys.executable, "-m", "dvc", "repro", *TRACKED_STAGES], repo, **login(server.uri, "ed")
+        )
         yield Team(server, repo, workdir)
 
 
