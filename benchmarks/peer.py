@@ -38,7 +38,9 @@ def pipeline_split(project: Path):
 def run(data: Path, params_path: Path, store: Path) -> dict[str, object]:
     params = load_params(params_path)
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
-    mlflow.set_experiment("churn-peer")
+    # artifacts in the store too: MLflow's default for a SQLite store is ./mlruns in the cwd
+    artifacts = (store / "artifacts").resolve().as_uri()
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("churn-peer", artifacts))
     # The same autolog flavour and options as `train` (curves only; the model is logged below).
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
     frame, _ = clean(read_raw(data), str(data))
