@@ -11,6 +11,7 @@ import jinja2
 
 TEMPLATE = Path(__file__).with_name("report.md.j2")
 GB = 1e9
+SCALE_ROWS = 1_000_000  # where issue 13 sets the end-to-end, tracking and scoring goals
 
 
 Row = tuple[str, str, str, str, str, str]  # figure, baseline, ours, ratio, goal, met?
@@ -26,11 +27,23 @@ def gb(value: float) -> str:
     return f"{value / GB:.2f} GB"
 
 
-def row(figure: str, baseline: str, ours: str, ratio: float, limit: float, goal: str) -> Row:
-    """A ratio against its goal; a `>=` goal is met from below, a `<=` goal from above."""
+def row(
+    figure: str,
+    baseline: str,
+    ours: str,
+    ratio: float,
+    limit: float,
+    goal: str,
+    rows: int = SCALE_ROWS,
+) -> Row:
+    """A ratio against its goal; a `>=` goal is met from below, a `<=` goal from above.
+
+    A goal set at 1M rows is not judged on a smaller run (`--quick`): fixed costs dominate there.
+    """
     met = ratio >= limit if goal.startswith(">=") else ratio <= limit
     shown = f"{ratio:.1%}" if goal.endswith("%") else f"{ratio:.2f}x"
-    return figure, baseline, ours, shown, goal, "yes" if met else "**no**"
+    judged = "yes" if met else "**no**"
+    return figure, baseline, ours, shown, goal, judged if rows >= SCALE_ROWS else "— (set at 1M)"
 
 
 def table(r: dict, extra: list[dict]) -> list[Row]:
@@ -80,6 +93,7 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
                 ratio,
                 1.25,
                 "<= 1.25x",
+                big["rows"],
             )
         )
     for point in [big, *(p for e in extra for p in e["scale"].values())] if big else []:
@@ -97,6 +111,7 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
                 share,
                 0.05,
                 "<= 5%",
+                t["rows"],
             )
         )
     scoring = r.get("scoring", {})
@@ -112,6 +127,7 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
                 bare["median"] / ours["median"],
                 0.8,
                 ">= 0.8x",
+                n,
             )
         )
         rss = small["ours"]["peak_rss"], ours["peak_rss"]
@@ -123,6 +139,7 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
                 rss[1] / rss[0],
                 1.2,
                 "<= 1.2x (flat)",
+                n,
             )
         )
     if "drift" in r:
