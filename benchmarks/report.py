@@ -69,79 +69,39 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
             ratio = ours["median"] / bare["median"]
             rows.append(row(name, f"{base} {secs(bare)}", secs(ours), ratio, goal, f"<= {goal}x"))
     if "tune" in r and "iteration" in r:
-        points, one = r["tune"]["points"], r["iteration"]["ours"]["median"]
-        ratio = r["tune"]["ours"]["median"] / (points * one)
-        base = f"{points} x one iteration {points * one:.0f} s"
-        rows.append(
-            row(
-                f"`predictflow tune`, {points} points",
-                base,
-                secs(r["tune"]["ours"]),
-                ratio,
-                1.0,
-                "<= 1.0x",
-            )
-        )
+        n, ours, one = r["tune"]["points"], r["tune"]["ours"], r["iteration"]["ours"]["median"]
+        base, ratio = f"{n} x one iteration {n * one:.0f} s", ours["median"] / (n * one)
+        rows.append(row(f"`predictflow tune`, {n} points", base, secs(ours), ratio, 1, "<= 1.0x"))
     big = max(r.get("scale", {}).values(), key=lambda p: p["rows"], default=None)
     if big:
-        ratio = big["ours"]["median"] / big["bare"]["median"]
-        rows.append(
-            row(
-                f"End to end, {big['rows']:,} rows",
-                f"bare script {secs(big['bare'])}",
-                f"`dvc repro` {secs(big['ours'])}",
-                ratio,
-                1.25,
-                "<= 1.25x",
-                big["rows"],
-            )
+        n, ours, bare = big["rows"], big["ours"], big["bare"]
+        figure, base, ratio = (
+            f"End to end, {n:,} rows",
+            f"bare {secs(bare)}",
+            ours["median"] / bare["median"],
         )
+        rows.append(row(figure, base, f"`dvc repro` {secs(ours)}", ratio, 1.25, "<= 1.25x", n))
     for point in [big, *(p for e in extra for p in e["scale"].values())] if big else []:
         ours, bare = point["ours"]["peak_rss"], point["bare"]["peak_rss"]
         figure, base = f"Peak RSS, {point['rows']:,} rows (largest process)", f"bare {gb(bare)}"
         rows.append(row(figure, base, gb(ours), ours / bare, 2.5 * GB / bare, "<= 2.5 GB"))
     if "tracking" in r:
-        t = r["tracking"]
-        share = 1 - t["bare"]["median"] / t["ours"]["median"]
-        rows.append(
-            row(
-                f"Tracking share of `train`, {t['rows']:,} rows",
-                f"bare train (no MLflow/DVCLive) {secs(t['bare'])}",
-                f"`train` stage {secs(t['ours'])}",
-                share,
-                0.05,
-                "<= 5%",
-                t["rows"],
-            )
-        )
+        n, ours, bare = r["tracking"]["rows"], r["tracking"]["ours"], r["tracking"]["bare"]
+        figure, base = f"Tracking share of `train`, {n:,} rows", f"bare train {secs(bare)}"
+        share = 1 - bare["median"] / ours["median"]
+        rows.append(row(figure, base, f"`train` stage {secs(ours)}", share, 0.05, "<= 5%", n))
     scoring = r.get("scoring", {})
     if scoring:
         keys = sorted(scoring, key=int)
         small, large = scoring[keys[0]], scoring[keys[-1]]
         n, ours, bare = large["rows"], large["ours"], large["bare"]
-        rows.append(
-            row(
-                f"Batch scoring throughput, {n:,} rows",
-                f"bare `predict_proba` {n / bare['median']:,.0f} rows/s",
-                f"`predictflow predict` {n / ours['median']:,.0f} rows/s",
-                bare["median"] / ours["median"],
-                0.8,
-                ">= 0.8x",
-                n,
-            )
-        )
-        rss = small["ours"]["peak_rss"], ours["peak_rss"]
-        rows.append(
-            row(
-                f"Batch scoring memory, {small['rows']:,} -> {n:,} rows",
-                gb(rss[0]),
-                gb(rss[1]),
-                rss[1] / rss[0],
-                1.2,
-                "<= 1.2x (flat)",
-                n,
-            )
-        )
+        base, speed = f"bare {n / bare['median']:,.0f} rows/s", f"{n / ours['median']:,.0f} rows/s"
+        ratio = bare["median"] / ours["median"]
+        rows.append(row(f"Batch scoring, {n:,} rows", base, speed, ratio, 0.8, ">= 0.8x", n))
+        figure, rss = f"Scoring memory, {small['rows']:,} -> {n:,} rows", (small["ours"], ours)
+        ratio = rss[1]["peak_rss"] / rss[0]["peak_rss"]
+        base, peak = gb(rss[0]["peak_rss"]), gb(rss[1]["peak_rss"])
+        rows.append(row(figure, base, peak, ratio, 1.2, "<= 1.2x (flat)", n))
     if "drift" in r:
         n, ours, bare = r["drift"]["rows"], r["drift"]["ours"], r["drift"]["bare"]
         figure = f"`predictflow drift` throughput, {n:,} rows"
@@ -149,17 +109,10 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
         ratio = f"{bare['median'] / ours['median']:.2f}x"
         rows.append((figure, base, f"{n / ours['median']:,.0f} rows/s", ratio, "none set", "—"))
     if "fresh" in r:
-        total = r["fresh"]["install"] + r["fresh"]["repro"]
-        ours = f"{total:.0f} s (install {r['fresh']['install']:.0f} s)"
+        install, total = r["fresh"]["install"], r["fresh"]["install"] + r["fresh"]["repro"]
+        ours = f"{total:.0f} s (install {install:.0f} s)"
         rows.append(
-            row(
-                "Fresh clone: `make install` + `make repro`",
-                "300 s",
-                ours,
-                total / 300,
-                1.0,
-                "<= 5 min",
-            )
+            row("Fresh clone: `make install` + `make repro`", "—", ours, total / 300, 1, "<= 5 min")
         )
     return rows
 

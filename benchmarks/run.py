@@ -191,23 +191,18 @@ class Bench:
             [BIN / "dvc", "exp", "run", "-S", f"model.n_estimators={value}"], repo, poll=True
         )
 
-    def noop(self) -> None:
+    def versus(self, key: str, ours: list[str], base: list[str]) -> None:
+        """Two cheap read-only commands on the built repo, alternately, medians of 3 or more."""
         repo = self.built(self.args.default_rows)
-        self.log("no-op dvc repro vs dvc status")
-        ours, base = [], []
-        for _ in range(max(self.args.repeats, 3)):
-            ours.append(self.run([BIN / "dvc", "repro"], repo))
-            base.append(self.run([BIN / "dvc", "status"], repo))
-        self.results["noop"] = {"ours": summary(ours), "bare": summary(base)}
-
-    def lineage(self) -> None:
-        repo = self.built(self.args.default_rows)
-        self.log("predictflow lineage vs dvc exp show")
-        ours, base = [], []
-        for _ in range(self.args.repeats):
-            ours.append(self.run([BIN / "predictflow", "lineage"], repo))
-            base.append(self.run([BIN / "dvc", "exp", "show"], repo))
-        self.results["lineage"] = {"ours": summary(ours), "bare": summary(base)}
+        self.log(f"{' '.join(ours)} vs {' '.join(base)}")
+        runs = [
+            (self.run([BIN / ours[0], *ours[1:]], repo), self.run([BIN / base[0], *base[1:]], repo))
+            for _ in range(max(self.args.repeats, 3))
+        ]
+        self.results[key] = {
+            "ours": summary([o for o, _ in runs]),
+            "bare": summary([b for _, b in runs]),
+        }
 
     def tune(self) -> None:
         repo = self.built(self.args.default_rows)
@@ -295,9 +290,12 @@ class Bench:
         self.results["project_commit"] = self.run(["git", "rev-parse", "HEAD"], REPO).stdout.strip()
         if self.wanted("peer") or self.wanted("cold") or self.wanted("iteration"):
             self.against_peer()
-        for figure in ("noop", "lineage", "tune"):
-            if self.wanted(figure):
-                getattr(self, figure)()
+        if self.wanted("noop"):
+            self.versus("noop", ["dvc", "repro"], ["dvc", "status"])
+        if self.wanted("lineage"):
+            self.versus("lineage", ["predictflow", "lineage"], ["dvc", "exp", "show"])
+        if self.wanted("tune"):
+            self.tune()
         big = args.big_rows
         if any(self.wanted(f) for f in ("scale", "scoring", "tracking", "drift")):
             cold = self.results.get("cold")  # the default size is measured already
