@@ -374,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="raw JSON of --scale-only runs (default benchmarks/results/scale-*)",
     )
     parser.add_argument("--report-only", type=Path, metavar="RAW_JSON")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --report-only: raw JSON "
+        "of another run whose figures replace this one's (a 1M-row run apart from --quick)",
+    )
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
     return parser
@@ -391,7 +399,14 @@ def main(argv: list[str] | None = None) -> None:
         args.extra_scale = [] if args.quick else sorted(BENCH.glob("results/scale-*.json"))
     extra = [json.loads(p.read_text()) for p in args.extra_scale]
     if args.report_only:
-        report.write(json.loads(args.report_only.read_text()), args.out, extra)
+        results = json.loads(args.report_only.read_text())
+        for path in args.merge:  # a separate run's figures replace this run's
+            other = json.loads(path.read_text())
+            merged = [key for key in FIGURES if key in other]
+            results |= {key: other[key] for key in merged if key != "scale"}
+            results["scale"] = {**results.get("scale", {}), **other.get("scale", {})}
+            results.setdefault("merged", []).append({"figures": merged, "argv": other["argv"]})
+        report.write(results, args.out, extra)
         return
     work = Path(tempfile.mkdtemp(prefix="predictflow-bench-", dir=args.workdir))
     bench = Bench(args, work)
