@@ -192,12 +192,12 @@ class Bench:
         )
 
     def versus(self, key: str, ours: list[str], base: list[str]) -> None:
-        """Two cheap read-only commands on the built repo, alternately, medians of 3 or more."""
+        """Two cheap read-only commands on the built repo, alternately, `--repeats` times."""
         repo = self.built(self.args.default_rows)
         self.log(f"{' '.join(ours)} vs {' '.join(base)}")
         runs = [
             (self.run([BIN / ours[0], *ours[1:]], repo), self.run([BIN / base[0], *base[1:]], repo))
-            for _ in range(max(self.args.repeats, 3))
+            for _ in range(self.args.repeats)
         ]
         self.results[key] = {
             "ours": summary([o for o, _ in runs]),
