@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
             merged = [key for key in FIGURES if key in other]
             results |= {key: other[key] for key in merged if key != "scale"}
             results["scale"] = {**results.get("scale", {}), **other.get("scale", {})}
-            results.setdefault("merged", []).append({"figures": merged, "argv": other["argv"]})
+            facts = {k: other.get(k) for k in ("argv", "finished", "bench_seconds", "load_before")}
+            results.setdefault("merged", []).append({**facts, "figures": merged, "raw": str(path)})
         report.write(results, args.out, extra)
         return
     work = Path(tempfile.mkdtemp(prefix="predictflow-bench-", dir=args.workdir))
