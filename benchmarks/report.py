@@ -69,7 +69,8 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
             ratio = ours["median"] / bare["median"]
             rows.append(row(name, f"{base} {secs(bare)}", secs(ours), ratio, goal, f"<= {goal}x"))
     if "tune" in r and "iteration" in r:
-        n, ours, one = r["tune"]["points"], r["tune"]["ours"], r["iteration"]["ours"]["median"]
+        n, ours = r["tune"]["points"], r["tune"]["ours"]
+        one = r["tune"].get("iteration", r["iteration"]["ours"]["median"])  # from tune's run
         base, ratio = f"{n} x one iteration {n * one:.0f} s", ours["median"] / (n * one)
         rows.append(row(f"`predictflow tune`, {n} points", base, secs(ours), ratio, 1, "<= 1.0x"))
     big = max(r.get("scale", {}).values(), key=lambda p: p["rows"], default=None)

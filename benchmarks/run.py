@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
         results = json.loads(args.report_only.read_text())
         for path in args.merge:  # a separate run's figures replace this run's
             other = json.loads(path.read_text())
+            if "tune" in results and "iteration" in other:  # tune keeps its own run's baseline
+                results["tune"].setdefault("iteration", results["iteration"]["ours"]["median"])
             merged = [key for key in FIGURES if key in other]
             results |= {key: other[key] for key in merged if key != "scale"}
             results["scale"] = {**results.get("scale", {}), **other.get("scale", {})}
