@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
             other = json.loads(path.read_text())
             if "tune" in results and "iteration" in other:  # tune keeps its own run's baseline
                 results["tune"].setdefault("iteration", results["iteration"]["ours"]["median"])
-            merged = [key for key in FIGURES if key in other]
+            merged = [key for key in ("peer", *FIGURES) if key in other]
             results |= {key: other[key] for key in merged if key != "scale"}
             results["scale"] = {**results.get("scale", {}), **other.get("scale", {})}
             facts = {k: other.get(k) for k in ("argv", "finished", "bench_seconds", "load_before")}
