@@ -67,7 +67,7 @@ test: $(INSTALLED) $(PLOTS_TEMPLATE) ## run the whole test suite (slow end-to-en
 test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit tests only: in process, no built pipeline, server or browser
 	$(BIN)/pytest -m unit
 
-bench: $(INSTALLED) ## pipeline vs bare baselines at 7k/100k/1M rows -> docs/benchmarks.md (8-16 min)
+bench: $(INSTALLED) ## ours vs the one-script peer and bare baselines (7k and 1M rows) -> docs/benchmarks.md (15-25 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # One worker is plenty for one person and starts 4x lighter. MLflow imports Starlette's WSGI shim,

@@ -6,6 +6,7 @@ classifier, same params) and prints its phase timings as one JSON object on stdo
     python benchmarks/bare.py pipeline --data data/customers.csv --params params.yaml
     python benchmarks/bare.py train --features-train ... --features-test ... --featurizer ...
     python benchmarks/bare.py predict --model models/model.pkl --input big.csv
+    python benchmarks/bare.py reads --model models/model.pkl --input big.csv
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from predictflow.model import (  # noqa: E402
 )
 from predictflow.params import load_params  # noqa: E402
 from predictflow.schema import FEATURES, TARGET, clean, read_raw  # noqa: E402
+from predictflow.scoring import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 
 class Clock:
@@ -111,6 +113,21 @@ def predict(args: argparse.Namespace, clock: Clock) -> dict[str, object]:
     return {"rows": len(rows), "mean_proba": round(float(proba.mean()), 6)}
 
 
+def reads(args: argparse.Namespace, clock: Clock) -> dict[str, object]:
+    """What `predictflow drift` does to a batch minus the statistics: the same chunked reads,
+    lenient cleaning and scoring (the score is one of the compared columns)."""
+    with open(args.model, "rb") as handle:
+        model = pickle.load(handle)
+    clock.mark("load")
+    rows = 0
+    for chunk in read_raw(args.input, chunksize=DEFAULT_CHUNK_ROWS):
+        frame, _ = clean(chunk, str(args.input), strict_categories=False, require_target=False)
+        model.predict_proba(frame.loc[:, list(FEATURES)])
+        rows += len(frame)
+    clock.mark("read_clean_score")
+    return {"rows": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     score.add_argument("--model", type=Path, required=True)
     score.add_argument("--input", type=Path, required=True)
     score.set_defaults(func=predict)
+    scan = commands.add_parser("reads", help="drift's chunked reads and scoring, no statistics")
+    scan.add_argument("--model", type=Path, required=True)
+    scan.add_argument("--input", type=Path, required=True)
+    scan.set_defaults(func=reads)
     args = parser.parse_args(argv)
     clock = Clock()
     facts = args.func(args, clock)

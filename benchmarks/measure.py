@@ -133,6 +133,7 @@ def run(
         if poller:
             poller.start()
         killer = threading.Timer(timeout, proc.kill)
+        killer.daemon = True  # an interrupted run must not wait for it
         killer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
