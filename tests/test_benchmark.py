@@ -62,8 +62,8 @@ def test_every_figure_is_a_ratio_against_its_goal(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_quick_bench_measures_the_peer_and_lineage(pipeline_repo: Path, tmp_path: Path) -> None:
-    repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
+def test_quick_bench_measures_the_peer_and_lineage(built_repo: Path, tmp_path: Path) -> None:
+    repo = copy_built_repo(built_repo, tmp_path / "repo")
     out, raw = tmp_path / "benchmarks.md", tmp_path / "raw.json"
     argv = ["--quick", "--only", "peer,lineage", "--repo", repo, "--out", out, "--json", raw]
     run([sys.executable, "-m", "benchmarks.run", *argv, "--workdir", tmp_path], REPO)

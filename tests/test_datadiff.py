@@ -67,10 +67,10 @@ def third_version(second: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def versions(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def versions(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the pipeline run with two more data commits: HEAD~2 (the trained data), HEAD~1
     (rows removed, added and edited), HEAD (schema changes and a shift)."""
-    repo = copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("datadiff") / "repo")
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("datadiff") / "repo")
     first = read(repo)
     second = second_version(first)
     md5s = [

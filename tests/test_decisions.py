@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("decisions") / "repo")
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("decisions") / "repo")
 
 
 def client(repo: Path):

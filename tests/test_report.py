@@ -295,10 +295,10 @@ def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, r
         assert height >= 300 and width >= 300
 
 
-def test_report_shows_a_real_drift_run_of_the_version(pipeline_repo: Path, tmp_path: Path) -> None:
+def test_report_shows_a_real_drift_run_of_the_version(built_repo: Path, tmp_path: Path) -> None:
     """`predictflow drift` on a shifted batch, then the report's drift section names that run:
     its verdict, the drifted features and the batch's md5, read back from MLflow."""
-    repo = copy_built_repo(pipeline_repo, tmp_path / "repo")
+    repo = copy_built_repo(built_repo, tmp_path / "repo")
     batch = drifted_batch(tmp_path / "batch.csv")
     result = predictflow(
         repo, "drift", "--input", str(batch), "--model", DRIFT_MODEL, "--json", check=False

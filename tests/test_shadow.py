@@ -28,8 +28,8 @@ SHADOW_COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def repo(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_built_repo(pipeline_repo, tmp_path_factory.mktemp("shadow") / "repo")
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("shadow") / "repo")
     dvc(repo, "exp", "run", "-S", "model.n_estimators=20", "-S", "model.max_depth=2", "-n", "small")
     return repo
 
