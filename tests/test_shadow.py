@@ -319,3 +319,20 @@ def test_evaluate_batch_of_a_champion_only_file(
         rows["churn_predicted"].to_numpy(),
     )
     assert {k: facts["metrics"]["champion"][k] for k in expected} == pytest.approx(expected)
+
+
+def test_predict_refuses_to_replace_a_users_file_where_the_record_goes(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    """The record beside the output replaces only an earlier record, never a file of the user's."""
+    scored = tmp_path / "scored.csv"
+    mine = tmp_path / "scored.csv.json"
+    mine.write_text('{"my": "notes"}\n')
+    args = ("predict", "--model", CHAMPION, "--input", batches["labelled"], "--output", scored)
+    assert_one_line_error(predictflow(repo, *args, check=False), str(mine), "not a predictflow")
+    assert mine.read_text() == '{"my": "notes"}\n' and not scored.exists()
+    mine.unlink()
+    predictflow(repo, *args)  # then a rerun replaces its own record
+    first = json.loads(mine.read_text())
+    predictflow(repo, *args)
+    assert json.loads(mine.read_text())["kind"] == first["kind"] == "predictflow.scoring"

@@ -213,7 +213,7 @@ def predict(
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
     io.check_output(output, input_)
-    io.check_output(monitoring.record_path(output), input_)  # the scoring record beside it
+    monitoring.check_record_path(output, input_)  # the scoring record beside it
     facts, notes, text = monitoring.predict_file(
         registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
     )

@@ -549,6 +549,24 @@ def render_realized(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def check_record_path(output: Path, source: Path) -> Path:
+    """The record beside `output` may replace only an earlier record: a file of the user's that
+    happens to have that name is refused before any scoring."""
+    path = record_path(output)
+    io.check_output(path, source)
+    if path.exists():
+        try:
+            kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            kind = None
+        if kind != RECORD_KIND:
+            raise StageError(
+                f"{path}: exists and is not a predictflow scoring record; predict writes its "
+                "record there: move that file away or give another --output"
+            )
+    return path
+
+
 def write_record(output: Path, record: dict[str, Any]) -> Path:
     path = record_path(output)
     io.write_json(path, record)
