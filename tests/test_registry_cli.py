@@ -292,13 +292,13 @@ def test_reproduce_reports_a_nondeterministic_stage(repo: Path) -> None:
     """Commit code whose featurize output changes on every run, register its model, rebuild."""
     featurize = repo / "stages/featurize.py"
     original = featurize.read_text()
-    featurize.write_text(
-        original.replace(
-            "        features[TARGET] = split[TARGET].to_numpy()",
-            "        features[TARGET] = split[TARGET].to_numpy()\n"
-            "        features.iloc[:, 0] *= 1 + __import__('random').random()",
-        )
+    patched = original.replace(
+        "        train.to_parquet(train_tmp, index=False)",
+        "        train.iloc[:, 0] *= 1 + __import__('random').random()\n"
+        "        train.to_parquet(train_tmp, index=False)",
     )
+    assert patched != original, "stages/featurize.py changed: patch another line"
+    featurize.write_text(patched)
     try:
         git(repo, "commit", "-qam", "nondeterministic featurize")
         dvc(repo, "repro")
