@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import measure, report
+from predictflow import lineage
 from tests.conftest import child_env, copy_project  # one copy of the sandbox helpers
 
 REPO = Path(__file__).resolve().parents[1]
