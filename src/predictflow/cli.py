@@ -322,10 +322,12 @@ def lineage(model_uri: str | None, as_json: bool) -> None:
     MODEL_URI: models:/churn-predictor@production, models:/churn-predictor/3 or 3
     (default: the newest registered version).
     """
-    from predictflow import provenance, registry
+    from predictflow import provenance, registry_read
+    from predictflow.tracking import MODEL_NAME
 
-    client = registry_client()
-    view = provenance.facts(client, registry.resolve(client, model_uri), workspace())
+    reader = registry_read.open_reader()  # no MLflow import unless the store needs it
+    version = registry_read.resolve(reader, model_uri, MODEL_NAME)
+    view = provenance.facts(reader, version, workspace())
     emit(view, as_json, provenance.render(view))
 
 

@@ -8,16 +8,15 @@ is the stable interface documented in the README.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from predictflow import lineage, paths, registry
+from predictflow.registry_read import Reader, Version, as_reader
 from predictflow.tracking import METRIC_KEYS, MODEL_NAME, REQUIRED_LINEAGE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
 
 RECORDED_LOCK = "lineage/dvc.lock"
 
@@ -36,38 +35,32 @@ def ui_base() -> str:
 UNRECORDED_STAGES = ("register",)
 
 
-def recorded_stages(client: MlflowClient, run_id: str) -> dict[str, dict[str, Any]]:
+def recorded_stages(source: Reader | MlflowClient, run_id: str) -> dict[str, dict[str, Any]]:
     """Each upstream stage's dep/out md5s and params from the `dvc.lock` logged at registration
     (`register` itself left out: see UNRECORDED_STAGES)."""
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, RECORDED_LOCK, tmp)
-        except (MlflowException, OSError):
-            return {}
-        stages = lineage.read_lock(Path(path).read_text(encoding="utf-8"))
+    text = as_reader(source).artifact_text(run_id, RECORDED_LOCK)
+    if text is None:
+        return {}
     return {
         name: {"deps": stage.deps, "outs": stage.outs, "params": stage.params}
-        for name, stage in stages.items()
+        for name, stage in lineage.read_lock(text).items()
         if name not in UNRECORDED_STAGES
     }
 
 
-def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[str, Any]:
-    """Everything known about one version, as plain JSON-able data."""
-    version = client.get_model_version(MODEL_NAME, str(version.version))  # with aliases
+def facts(source: Reader | MlflowClient, version: Any, workspace: Path) -> dict[str, Any]:
+    """Everything known about one version (anything with a `.version` number), as plain
+    JSON-able data. A `registry_read` reader spares a read-only command MLflow's import."""
+    reader = as_reader(source)
+    version = reader.version(MODEL_NAME, str(version.version))  # with aliases
     tags = version.tags
-    from mlflow.exceptions import MlflowException
-
     model_md5 = tags.get("model_md5")
     sealed = tags.get("sealed_commit") or (
         lineage.sealed_commit(workspace, paths.MODEL.as_posix(), model_md5) if model_md5 else None
     )
     missing = [k for k in REQUIRED_LINEAGE if not tags.get(k)]
-    try:
-        run = client.get_run(version.run_id)
-    except MlflowException:  # the run was deleted (e.g. `mlflow gc`): say so, keep the rest
+    run = reader.run(version.run_id)
+    if run is None:  # the run was deleted (e.g. `mlflow gc`): say so, keep the rest
         return {
             **_version_facts(version, sealed, [*missing, "run"]),
             "run": {
@@ -81,23 +74,22 @@ def facts(client: MlflowClient, version: ModelVersion, workspace: Path) -> dict[
             "metrics": {},
             "stages": {},
         }
-    experiment_id = run.info.experiment_id
     return {
         **_version_facts(version, sealed, missing),
         "run": {
-            "id": run.info.run_id,
-            "name": run.info.run_name,
-            "experiment_id": experiment_id,
-            "status": run.info.status,
-            "link": f"{ui_base()}/#/experiments/{experiment_id}/runs/{run.info.run_id}",
+            "id": run.run_id,
+            "name": run.run_name,
+            "experiment_id": run.experiment_id,
+            "status": run.status,
+            "link": f"{ui_base()}/#/experiments/{run.experiment_id}/runs/{run.run_id}",
         },
-        "params": {k: v for k, v in sorted(run.data.params.items()) if "." in k},
-        "metrics": dict(sorted(run.data.metrics.items())),
-        "stages": recorded_stages(client, run.info.run_id),
+        "params": {k: v for k, v in sorted(run.params.items()) if "." in k},
+        "metrics": dict(sorted(run.metrics.items())),
+        "stages": recorded_stages(reader, run.run_id),
     }
 
 
-def _version_facts(version: ModelVersion, sealed: str | None, missing: list[str]) -> dict:
+def _version_facts(version: Version, sealed: str | None, missing: list[str]) -> dict:
     """What the registry itself records for a version (tags, aliases, audit trail)."""
     tags = version.tags
     return {

@@ -1,0 +1,238 @@
+"""The read path without MLflow (`registry_read`): the same facts as `MlflowClient` gives, field by
+field, from the project's SQLite store and from a real team server, and `predictflow lineage`
+importing neither MLflow, pandas nor DVC."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from predictflow import provenance, registry_read
+from predictflow.registry_read import ClientReader, RegistryError, RestReader, SqliteReader
+
+from .conftest import (
+    BIN,
+    assert_one_line_error,
+    copy_built_repo,
+    predictflow,
+    repo_client,
+    run,
+)
+
+MODEL = "churn-predictor"
+# Every way a user names a version, the ones that resolve and the ones that do not.
+REFS = (
+    None,
+    "1",
+    "2",
+    "3",
+    "9",
+    "models:/churn-predictor@staging",
+    "models:/churn-predictor@production",
+    "models:/churn-predictor@latest",
+    "models:/churn-predictor@nope",
+    "models:/churn-predictor/Production",
+    "models:/churn-predictor/staging",
+    "models:/churn-predictor/Archived",
+    "models:/churn-predictor/None",
+    "models:/churn-predictor/Bogus",
+    "models:/other-model/1",
+    "models:/other-model@staging",
+    "models:/other-model/Production",
+)
+
+
+def test_schema_revision_is_the_pinned_mlflow_migrations_head() -> None:
+    """The SQL is written for one schema: a new MLflow must move the constant deliberately."""
+    import os
+
+    import mlflow.store.db_migrations as migrations
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", os.path.dirname(migrations.__file__))
+    assert ScriptDirectory.from_config(config).get_heads() == [registry_read.SCHEMA_REVISION]
+
+
+def populate(client) -> None:
+    """Beside the built repo's version 1 (staging): version 2 (production and a second alias,
+    an audit event, an extra tag) and version 3, archived, whose run is gone."""
+    v1 = client.get_model_version(MODEL, "1")
+    client.create_model_version(MODEL, v1.source, v1.run_id, tags={"model_md5": "0" * 32})
+    client.create_model_version(MODEL, v1.source, "f" * 32)
+    client.set_registered_model_alias(MODEL, "production", "2")
+    client.set_registered_model_alias(MODEL, "extra", "2")
+    client.set_model_version_tag(
+        MODEL,
+        "2",
+        "promotion.0001",
+        json.dumps(
+            {
+                "who": "ann",
+                "when": "2026-01-01T00:00:00+00:00",
+                "from": "none",
+                "to": "production",
+                "reason": "test",
+                "status": "done",
+            }
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(MODEL, "2", "Production")
+        client.transition_model_version_stage(MODEL, "3", "Archived")
+
+
+def outcome(reader, ref: str | None, workspace: Path) -> object:
+    """The facts `lineage` shows for `ref`, or the one line it would fail with."""
+    try:
+        return provenance.facts(reader, registry_read.resolve(reader, ref, MODEL), workspace)
+    except RegistryError as err:
+        return f"error: {err}"
+
+
+def same(left: object, right: object) -> bool:
+    """Equal, NaN included (a NaN metric equals a NaN metric here)."""
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left):
+        return math.isnan(right)
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    return left == right
+
+
+def assert_same_facts(fast, reference, workspace: Path) -> None:
+    for ref in REFS:
+        expected, got = outcome(reference, ref, workspace), outcome(fast, ref, workspace)
+        assert same(got, expected), f"{ref}: {got} != {expected}"
+        if isinstance(expected, dict):  # field by field, so a failure names the field
+            for key in expected:
+                assert same(got[key], expected[key]), f"{ref}: {key}"
+
+
+@pytest.fixture(scope="module")
+def store_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("read") / "repo")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}")
+    try:
+        populate(repo_client(repo))
+    finally:
+        mp.undo()
+    return repo
+
+
+def test_sqlite_reader_gives_the_client_facts(store_repo: Path) -> None:
+    db = store_repo / "mlflow_data" / "mlflow.db"
+    with sqlite3.connect(db) as conn:  # one NaN metric: MLflow stores it as a flag
+        run_id = conn.execute("SELECT run_id FROM model_versions WHERE version = 1").fetchone()[0]
+        conn.execute(
+            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+            " VALUES ('nan_metric', 0, 0, 0, 1, ?)",
+            (run_id,),
+        )
+    conn.close()
+    fast = SqliteReader.open(db, timeout=5)
+    assert fast is not None
+    assert_same_facts(fast, ClientReader(repo_client(store_repo)), store_repo)
+    view = outcome(fast, "2", store_repo)
+    assert view["aliases"] == ["extra", "production"] and view["stages"]
+    assert view["promotions"][0]["who"] == "ann"
+    assert outcome(fast, "3", store_repo)["run"]["status"] == "MISSING"
+
+
+def test_another_schema_revision_falls_back_to_mlflow(store_repo: Path, tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'somewhere-else'")
+    conn.close()
+    assert SqliteReader.open(db, timeout=5) is None
+
+
+CHECK_IMPORTS = """
+import json, sys
+from predictflow.cli import cli
+try:
+    cli.main(["lineage", "--json"], standalone_mode=False)
+finally:
+    heavy = ["mlflow", "pandas", "dvc", "dvc.repo", "sqlalchemy", "sklearn"]
+    print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+"""
+
+
+def test_lineage_imports_no_mlflow_pandas_or_dvc(store_repo: Path) -> None:
+    result = run([sys.executable, "-c", CHECK_IMPORTS], store_repo)
+    assert json.loads(result.stderr.strip().splitlines()[-1]) == []
+    assert json.loads(result.stdout)["version"] == 3
+    shown = json.loads(
+        predictflow(store_repo, "lineage", "models:/churn-predictor@production", "--json").stdout
+    )
+    assert shown["version"] == 2 and shown["stage"] == "Production"
+
+
+def test_a_missing_store_gives_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "nowhere" / "mlflow.db"
+    result = run(
+        [BIN / "predictflow", "lineage"],
+        tmp_path,
+        check=False,
+        MLFLOW_TRACKING_URI=f"sqlite:///{store}",
+    )
+    assert result.returncode == 1
+    assert_one_line_error(result, f"no registered version of {MODEL!r} yet", "make repro")
+    assert not store.parent.exists() and not (tmp_path / "mlflow_data").exists()
+
+
+@pytest.mark.services
+def test_rest_reader_gives_the_client_facts_on_a_team_server(
+    postgres: str,
+    store_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow import MlflowClient
+
+    from predictflow import access
+
+    from .test_team_server import password, team_server
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
+    workdir = tmp_path_factory.mktemp("read-server")
+    with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
+        predictflow(store_repo, "store", "migrate", "--to", server.uri, "--json")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+        client = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)
+        # the migration copies versions 1 and 2's aliases; the server's own moves on top
+        client.set_registered_model_alias(MODEL, "extra", "2")
+        client.set_model_version_tag(MODEL, "1", "note", "on the server")
+        fast = RestReader(server.uri, registry_read.session_for())
+        fast.check_credentials()
+        assert_same_facts(fast, ClientReader(client), store_repo)
+        view = outcome(fast, "models:/churn-predictor@extra", store_repo)
+        assert view["version"] == 2 and view["stages"]  # the lock, read through the server
+
+        # a refused login: the same one line as the MLflow path gives
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+        with pytest.raises(access.AccessError) as by_mlflow:
+            access.check_credentials(server.uri)
+        with pytest.raises(access.AccessError) as by_rest:
+            RestReader(server.uri, registry_read.session_for()).check_credentials()
+        assert str(by_rest.value) == str(by_mlflow.value)
+        refused = run(
+            [BIN / "predictflow", "lineage"],
+            store_repo,
+            check=False,
+            MLFLOW_TRACKING_URI=server.uri,
+            MLFLOW_TRACKING_USERNAME="admin",
+            MLFLOW_TRACKING_PASSWORD="wrong",
+        )
+        assert_one_line_error(refused, "HTTP 401", "refused")
