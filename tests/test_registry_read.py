@@ -25,6 +25,7 @@ from .conftest import (
     repo_client,
     run,
 )
+from .test_team_server import password, postgres, team_server  # noqa: F401 (postgres: a fixture)
 
 MODEL = "churn-predictor"
 # Every way a user names a version, the ones that resolve and the ones that do not.
@@ -192,8 +193,8 @@ def test_a_missing_store_gives_one_line_and_creates_nothing(tmp_path: Path) -> N
 
 
 @pytest.mark.services
+@pytest.mark.usefixtures("postgres")
 def test_rest_reader_gives_the_client_facts_on_a_team_server(
-    postgres: str,
     store_repo: Path,
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
@@ -201,8 +202,6 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
     from mlflow import MlflowClient
 
     from predictflow import access
-
-    from .test_team_server import password, team_server
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
