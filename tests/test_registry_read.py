@@ -158,6 +158,22 @@ def test_another_schema_revision_falls_back_to_mlflow(store_repo: Path, tmp_path
     assert SqliteReader.open(db, timeout=5) is None
 
 
+def test_a_store_missing_a_table_is_one_line(store_repo: Path, tmp_path: Path) -> None:
+    """The right revision, yet a table gone (a hand-edited store): one line, no traceback."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE model_version_tags")
+    conn.close()
+    result = run(
+        [BIN / "predictflow", "lineage"],
+        store_repo,
+        check=False,
+        MLFLOW_TRACKING_URI=f"sqlite:///{db}",
+    )
+    assert_one_line_error(result, f"sqlite:///{db}", "model_version_tags", "predictflow doctor")
+
+
 CHECK_IMPORTS = """
 import json, sys
 from predictflow.cli import cli

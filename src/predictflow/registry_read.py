@@ -157,14 +157,15 @@ def resolve(reader: Reader, ref: str | None, default_name: str) -> Version:
 class SqliteReader:
     """MLflow's tables, read with plain SQL over one read-only connection."""
 
-    def __init__(self, db: sqlite3.Connection | None) -> None:
+    def __init__(self, db: sqlite3.Connection | None, path: Path) -> None:
         self.db = db  # None: the store does not exist yet, so nothing is registered
+        self.uri = f"sqlite:///{path}"
 
     @classmethod
     def open(cls, path: Path, timeout: float) -> SqliteReader | None:
         """A reader on `path`, or None when its schema is not `SCHEMA_REVISION` (use MLflow)."""
         if not path.is_file():
-            return cls(None)
+            return cls(None, path)
         db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout)
         try:
             row = db.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -173,10 +174,20 @@ class SqliteReader:
         if row is None or row[0] != SCHEMA_REVISION:
             db.close()
             return None
-        return cls(db)
+        return cls(db, path)
 
     def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        return self.db.execute(sql, args).fetchall() if self.db is not None else []
+        """Rows of one query; a store that turns unreadable midway is one line, as in `reach`."""
+        from predictflow.tracking import StoreError
+
+        if self.db is None:
+            return []
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"tracking store {self.uri} cannot be read: {err}; run `predictflow doctor`"
+            ) from None
 
     def _model_exists(self, name: str) -> bool:
         return bool(
@@ -449,7 +460,12 @@ class RestReader:
         if parts.scheme != "mlflow-artifacts":  # a root the client reads itself
             return local_artifact(run.artifact_uri, path)
         route = f"/api/2.0/mlflow-artifacts/artifacts/{parts.path.strip('/')}/{path}"
-        response = self.session.get(f"{self.uri}{route}", timeout=REQUEST_TIMEOUT)
+        import requests
+
+        try:
+            response = self.session.get(f"{self.uri}{route}", timeout=REQUEST_TIMEOUT)
+        except requests.RequestException:
+            return None  # shown as "no stages recorded", as the MLflow path shows it
         return response.text if response.status_code == 200 else None
 
 
