@@ -255,6 +255,20 @@ def evaluate_batch(
     from predictflow import monitoring
 
     if history:
+        given = [
+            f"--{n}"
+            for n, v in (
+                ("input", input_),
+                ("labels", labels),
+                ("record", record),
+                ("cohort", cohort),
+            )
+            if v is not None
+        ]
+        if given:  # --history lists every cohort; it filters by none of these
+            raise click.UsageError(
+                f"--history lists every recorded cohort: drop {', '.join(given)}"
+            )
         rows = monitoring.history(registry_client())
         emit({"history": rows}, as_json, monitoring.render_history(rows))
         return
