@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -74,24 +75,34 @@ def check_grid(params: dict[str, Any], grid: dict[str, list[Any]], source: str) 
 def run_dvc(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
 ) -> str:
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "dvc", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise TuneError(
-            f"`dvc {' '.join(args[:3])} ...` did not answer within {timeout:.0f} s"
-        ) from None
+    """`dvc ARGS` to completion (at most `timeout` seconds); its stdout, or TuneError.
+
+    Output goes to temp files, not pipes: the queue workers `dvc queue start` spawns inherit
+    them, and reading a pipe to its end would wait for the last worker to exit (the whole
+    sweep, past any timeout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "dvc", *args],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                text=True,
+                check=False,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise TuneError(
+                f"`dvc {' '.join(args[:3])} ...` did not answer within {timeout:.0f} s"
+            ) from None
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        last = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         raise TuneError(f"`dvc {' '.join(args[:3])} ...` failed: {last[0]}")
-    return done.stdout
+    return stdout
 
 
 def queue_points(workspace: Path, sweep: str, points: list[dict[str, Any]]) -> list[str]:
@@ -251,7 +262,12 @@ def sweep(
     try:
         log.info("tune: queueing %d experiments (%s-01 ...)", len(points), name)
         names = queue_points(workspace, name, points)
-        run_dvc(["queue", "start", "-j", str(jobs)], workspace, env=worker_env(parent_id, name))
+        run_dvc(
+            ["queue", "start", "-j", str(jobs)],
+            workspace,
+            env=worker_env(parent_id, name),
+            timeout=STATUS_GRACE,
+        )
         try:
             states = wait(workspace, names, timeout)
         except TuneError as err:
