@@ -66,6 +66,13 @@ def test_a_stage_shows_a_bug_with_its_traceback(tmp_path: Path) -> None:
         (("nosuch",), ("No such command 'nosuch'",)),
         (("promote", "1", "--to", "prod"), ("'--to'", "'prod'", "predictflow promote --help")),
         (("predict", "--input", "x.csv"), ("Missing option '--output'",)),
+        # click lists the choices on lines of their own: joined onto the one line
+        (("promote", "1"), ("Missing option '--to'", "Choose from: staging, production")),
+        (("access", "grant", "bob"), ("Missing option '--role'", "reader, experimenter")),
+        (
+            ("evaluate-batch", "--history", "--input", "s.csv", "--cohort", "w1"),
+            ("--history lists every recorded cohort", "drop --input, --cohort"),
+        ),
         (("lineage", "--no-such-option"), ("--no-such-option",)),
         (("drift", "--input", "x.csv", "--chunk-rows", "many"), ("'--chunk-rows'", "'many'")),
     ],

@@ -247,3 +247,17 @@ def test_column_shifts_use_drifts_statistics() -> None:
     assert shifts["n"]["kind"] == "numeric" and shifts["n"]["status"] == "drift"
     assert shifts["c"]["unseen"] == ["z"] and shifts["c"]["status"] == "drift"
     assert datadiff.column_shifts(a, a, PARAMS, seed=0)["n"]["psi"] == pytest.approx(0.0)
+
+
+def test_path_names_the_file_a_registered_version_recorded(versions: dict) -> None:
+    """--path picks the file in the version's logged dvc.lock; a binary one is one readable
+    line (no bytes of it echoed), a path the version never recorded is named."""
+    repo, data_md5 = versions["repo"], versions["md5"][0]
+    staging = "models:/churn-predictor@staging"
+    args = ("data", "diff", staging, data_md5, "--path")
+    result = predictflow(repo, *args, "models/model.pkl", check=False)
+    line = assert_one_line_error(result, staging, "not a well-formed CSV (binary content")
+    assert line.isprintable() and result.stdout == ""
+    result = predictflow(repo, *args, "data/other.csv", check=False)
+    assert_one_line_error(result, staging, "records no data/other.csv", "--path")
+    assert diff_json(repo, staging, data_md5)["rows"]["changed"] == 0  # the default path

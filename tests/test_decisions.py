@@ -110,7 +110,9 @@ def test_a_registered_version_has_a_model_card_with_eval_jsons_numbers(repo: Pat
 
     report = repo / "reports" / "cards.html"
     predictflow(repo, "report", "--output", report)
-    assert f"/artifactPath/{uri.split('/', 2)[-1].split('/', 1)[-1]}" in report.read_text()
+    card_path = uri.split("/", 2)[-1]  # runs:/<run id>/model_card/model_card.md: the whole path
+    assert card_path == "model_card/model_card.md"
+    assert f'/artifactPath/{card_path}">{card_path}</a>' in report.read_text()
     assert lineage_json(repo, "1")["model_card"] == uri
     assert f"  model card  {uri}\n" in predictflow(repo, "lineage", "1").stdout
 

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -197,6 +198,19 @@ def pin_directory(repo: Path) -> None:
     (repo / PIN).mkdir()
 
 
+def unscorable_batch(repo: Path) -> None:
+    """A batch whose every row has a blank TotalCharges at tenure > 0 (each one is skipped)."""
+    frame = pd.read_csv(repo / BATCH, dtype=str, keep_default_na=False)
+    frame = frame[frame["tenure"] != "0"].assign(TotalCharges=" ")
+    frame.to_csv(repo / "blank.csv", index=False)
+
+
+def users_page(repo: Path) -> None:
+    """A page of the user's own where the report would go."""
+    (repo / "reports").mkdir(exist_ok=True)
+    (repo / "reports" / "mine.html").write_text("<html><body>my notes</body></html>\n")
+
+
 def raw_removed(repo: Path) -> None:
     (repo / RAW).unlink()
 
@@ -270,6 +284,48 @@ predict_attacks = [
             id=f"threshold-{t}",
         )
         for t in ("nan", "inf", "-inf", "1.5", "-0.01")
+    ),
+    pytest.param(
+        nothing,
+        (*PREDICT, RAW),
+        (RAW, "tracked by DVC", PIN, "give another --output"),
+        id="output-dvc-tracked",
+    ),
+    pytest.param(
+        nothing,
+        (*PREDICT, "models/model.pkl"),
+        ("models/model.pkl", "tracked by DVC", "'train'"),
+        id="output-pipeline-out",
+    ),
+    pytest.param(
+        nothing,
+        (*PREDICT, "metrics/eval"),
+        ("metrics/eval.json", "tracked by DVC", "'evaluate'", "the scoring record"),
+        id="record-pipeline-out",
+    ),
+    pytest.param(
+        nothing,
+        ("predict", "--model", "models:/churn-predictor", "--input", BATCH, "--output", "s.csv"),
+        ("'models:/churn-predictor'", "models:/NAME/VERSION"),
+        id="model-uri-without-version",
+    ),
+    pytest.param(
+        unscorable_batch,
+        ("predict", *MODEL, "--input", "blank.csv", "--output", "s.csv"),
+        ("blank.csv", "no row can be scored", "blank TotalCharges", "nothing was written"),
+        id="no-scorable-row",
+    ),
+    pytest.param(
+        nothing,
+        ("report", "--output", RAW),
+        (RAW, "tracked by DVC", PIN, "give another --output"),
+        id="report-dvc-tracked",
+    ),
+    pytest.param(
+        users_page,
+        ("report", "--output", "reports/mine.html"),
+        ("reports/mine.html", "not a page written by `predictflow report`"),
+        id="report-over-a-users-page",
     ),
     pytest.param(
         nothing, ("report", "--output", "data"), ("data", "is a directory"), id="report-directory"
@@ -382,3 +438,12 @@ def test_synth_force_replaces_tracked_data(repo: Path) -> None:
     out = predictflow(repo, "data", "synth", "--rows", "50", "--force").stdout
     assert f"wrote 50 rows to {RAW}" in out
     assert len((repo / RAW).read_text().splitlines()) == 51
+
+
+def test_report_replaces_its_own_page(repo: Path) -> None:
+    """The page `report` wrote before is its own: a rerun replaces it."""
+    predictflow(repo, "report", "--output", "reports/lineage.html")
+    first = (repo / "reports/lineage.html").read_text()
+    assert "by <code>predictflow report</code>" in first
+    predictflow(repo, "report", "--output", "reports/lineage.html", "--version", "1")
+    assert "details below are for version 1" in (repo / "reports/lineage.html").read_text()

@@ -595,3 +595,17 @@ def test_tune_refuses_a_missing_spec_with_one_line(tune_repo: Path, tmp_path: Pa
 
     assert_one_line_error(result, f"{spec}: file not found")
     assert not (tune_repo / "mlflow_data").exists()
+
+
+def test_tune_timeout_is_one_line_and_stops_the_queue_workers(
+    built_repo: Path, tmp_path: Path
+) -> None:
+    """A sweep past its --timeout: one line, and no worker left running (or hanging) on."""
+    repo = copy_built_repo(built_repo, tmp_path / "repo")  # experiments that run, not fail
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC_HEAD + "    model.max_depth: [2, 3]\n    model.n_estimators: [10]\n")
+    result = predictflow(repo, "tune", "--spec", spec, "--timeout", "1", check=False)
+    assert_one_line_error(result, "sweep not finished after 1 s", "workers were stopped")
+    status = dvc(repo, "queue", "status").stdout
+    assert "Worker status: 0 active, 0 idle" in status, status
+    assert not [line for line in status.splitlines() if line.endswith("Running")], status

@@ -168,6 +168,44 @@ def test_shadow_equal_to_the_champion_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_shadow_naming_the_champions_own_run_is_refused(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    """`runs:/<run>/model` of the run that logged the champion is the champion itself."""
+    run_id = client_of(repo).get_model_version("churn-predictor", "1").tags["run_id"]
+    result = predictflow(
+        repo,
+        "predict",
+        "--model",
+        CHAMPION,
+        "--shadow",
+        f"runs:/{run_id}/model",
+        "--input",
+        batches["unlabelled"],
+        "--output",
+        tmp_path / "scores.csv",
+        check=False,
+    )
+    assert_one_line_error(result, f"--shadow runs:/{run_id}/model", "champion", "itself")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_takes_a_bare_version_number_and_refuses_a_uri_without_one(
+    repo: Path, batches: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.csv"
+    args = ("predict", "--input", batches["unlabelled"], "--output", out, "--json")
+    facts = json.loads(predictflow(repo, *args, "--model", "2").stdout)
+    assert facts["versions"] == {"champion": "2"}
+    record = json.loads((tmp_path / "scores.csv.json").read_text())
+    assert record["models"]["champion"]["uri"] == "models:/churn-predictor/2"
+    out.unlink()
+    (tmp_path / "scores.csv.json").unlink()
+    result = predictflow(repo, *args, "--model", "models:/churn-predictor", check=False)
+    assert_one_line_error(result, "'models:/churn-predictor'", "models:/NAME/VERSION")
+    assert list(tmp_path.iterdir()) == []
+
+
 def sklearn_metrics(y: np.ndarray, proba: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     return {
         "roc_auc": metrics.roc_auc_score(y, proba),
@@ -257,6 +295,12 @@ def test_evaluate_batch_joins_labels_and_keeps_a_history(
         ("no-join", ("no rows joined",)),
         ("gone-version", ("version 99", "no longer exists")),
         ("again", ("cohort 'again' is already recorded",)),
+        ("record-no-threshold", ("edited.json", "no valid 'threshold'")),
+        ("record-no-columns", ("edited.json", "no valid 'models.shadow.columns'")),
+        ("other-threshold", ("churn_predicted", "threshold 0.9 of", "edited.json", "--record")),
+        ("other-model", ("v2.csv", "score columns", "v1.csv.json", "--record")),
+        ("dup-scored", ("dup.csv", "'customerID', line 3", "scored more than once")),
+        ("cohort-newline", ("--cohort 'week\\n'", "letters")),
     ],
 )
 def test_evaluate_batch_errors_record_nothing(
@@ -282,6 +326,39 @@ def test_evaluate_batch_errors_record_nothing(
     if case == "again":
         args += ["--labels", batches["labels"]]
         predictflow(repo, *args)
+    edits = {
+        "record-no-threshold": lambda r: r.pop("threshold"),
+        "record-no-columns": lambda r: r["models"]["shadow"].pop("columns"),
+        "other-threshold": lambda r: r.update(threshold=0.9),
+    }
+    if case in edits:
+        record = json.loads((tmp_path / "scored.csv.json").read_text())
+        edits[case](record)
+        (tmp_path / "edited.json").write_text(json.dumps(record))
+        args += ["--labels", batches["labels"], "--record", tmp_path / "edited.json"]
+    if case == "other-model":  # same batch and threshold, other model, the first one's record
+        for version, name in (("1", "v1.csv"), ("2", "v2.csv")):
+            predictflow(
+                repo,
+                "predict",
+                "--model",
+                f"models:/churn-predictor/{version}",
+                "--input",
+                batches["unlabelled"],
+                "--output",
+                tmp_path / name,
+            )
+        args = ["evaluate-batch", "--input", tmp_path / "v2.csv", "--cohort", case]
+        args += ["--labels", batches["labels"], "--record", tmp_path / "v1.csv.json"]
+    if case == "dup-scored":  # a customer twice in the batch: which label row is whose?
+        lines = batches["unlabelled"].read_text().splitlines(keepends=True)
+        (tmp_path / "dup_in.csv").write_text("".join([lines[0], lines[1], lines[1], *lines[2:]]))
+        shadow_score(repo, tmp_path / "dup_in.csv", tmp_path / "dup.csv")
+        args = ["evaluate-batch", "--input", tmp_path / "dup.csv", "--cohort", case]
+        args += ["--labels", batches["labels"]]
+    if case == "cohort-newline":  # `re.match` with `$` lets a trailing newline through
+        args[args.index(case)] = "week\n"
+        args += ["--labels", batches["labels"]]
     before = realized_run_count(repo)
     assert_one_line_error(predictflow(repo, *args, check=False), *fragments)
     assert realized_run_count(repo) == before

@@ -213,6 +213,7 @@ def predict(
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
     io.check_output(output, input_)
+    io.check_untracked(output, "the scores", "give another --output")
     monitoring.check_record_path(output, input_)  # the scoring record beside it
     facts, notes, text = monitoring.predict_file(
         registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
@@ -254,6 +255,20 @@ def evaluate_batch(
     from predictflow import monitoring
 
     if history:
+        given = [
+            f"--{n}"
+            for n, v in (
+                ("input", input_),
+                ("labels", labels),
+                ("record", record),
+                ("cohort", cohort),
+            )
+            if v is not None
+        ]
+        if given:  # --history lists every cohort; it filters by none of these
+            raise click.UsageError(
+                f"--history lists every recorded cohort: drop {', '.join(given)}"
+            )
         rows = monitoring.history(registry_client())
         emit({"history": rows}, as_json, monitoring.render_history(rows))
         return
@@ -377,6 +392,8 @@ def report(output: Path, version: str | None, as_json: bool) -> None:
     from predictflow import report as report_
 
     io.check_output(output)
+    io.check_untracked(output, "the report", "give another --output")
+    io.check_replaceable(output, report_.GENERATOR, "a page written by `predictflow report`")
     facts = report_.publish(registry_client(), workspace(), version, output)
     for warning in facts["warnings"]:
         log.warning(warning)
@@ -566,7 +583,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"missing command (see `{err.ctx.command_path} --help`)", 2)
     except click.UsageError as err:  # bad option, missing argument, unknown command
         where = err.ctx.command_path if err.ctx else "predictflow"
-        _fail(f"{err.format_message()} (see `{where} --help`)", 2)
+        # click lists choices on lines of their own ("Choose from:\n\tstaging,\n\t..."): one line
+        message = " ".join(part.strip() for part in err.format_message().splitlines())
+        _fail(f"{message.strip()} (see `{where} --help`)", 2)
     except click.Abort:  # Ctrl-C or EOF at a prompt
         _fail("aborted", 1)
     except UserError as err:

@@ -79,7 +79,7 @@ def resolve(
     if spec.startswith("models:/"):
         if client is None:
             raise StageError(f"{spec}: no model registry to look the version up in")
-        return _model_version(spec, client())
+        return _model_version(spec, client(), data)
     if MD5.fullmatch(spec):
         return DataVersion(spec, "md5", spec)
     return _git_version(spec, workspace, data)
@@ -111,12 +111,32 @@ def _git_version(rev: str, workspace: Path, data: str) -> DataVersion:
     return DataVersion(rev, "git", md5, commit=commit)
 
 
-def _model_version(uri: str, client: MlflowClient) -> DataVersion:
+def _model_version(uri: str, client: MlflowClient, data: str = RAW_DATA) -> DataVersion:
     """The data a registered version learned from: its `data_md5` tag, else the raw-data dep
-    of `prepare` in the dvc.lock logged at registration."""
+    of `prepare` in the dvc.lock logged at registration; for another `data` path (`--path`),
+    that path's md5 in the logged dvc.lock."""
     from predictflow import provenance, registry
 
     version = registry.resolve(client, uri)
+    wanted = Path(data).as_posix()  # `./x` and `x` are one path
+    if wanted != RAW_DATA:
+        stages = provenance.recorded_stages(client, version.run_id)
+        md5 = next(
+            (
+                m
+                for stage in stages.values()
+                for group in ("deps", "outs")
+                for path, m in stage.get(group, {}).items()
+                if path == wanted and m
+            ),
+            None,
+        )
+        if not md5:
+            raise StageError(
+                f"{uri} (version {version.version}): its logged dvc.lock records no {wanted}; "
+                "--path must name a file of its pipeline"
+            )
+        return DataVersion(uri, "model", md5, version=int(version.version))
     md5 = version.tags.get("data_md5")
     if not md5:
         deps = provenance.recorded_stages(client, version.run_id).get("prepare", {}).get("deps", {})
@@ -153,6 +173,8 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
             table = csv.read_csv(path, convert_options=options)
         except pa.ArrowInvalid as err:
             problem = " ".join(str(err).split())
+            if not problem.isprintable():  # a binary file's bytes, echoed by the parser
+                problem = "binary content, not text"
             raise StageError(f"{version.label()}: not a well-formed CSV ({problem})") from None
     if ID not in table.column_names:
         raise StageError(f"{version.label()}: no {ID} column; rows cannot be matched")

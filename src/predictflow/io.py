@@ -113,3 +113,28 @@ def dvc_tracker(path: Path) -> str | None:
             "or pass --force"
         ) from None
     return None
+
+
+def check_untracked(path: Path, what: str, hint: str) -> None:
+    """Refuse, before any work, an output that DVC tracks (an out of `dvc.yaml` or of a `.dvc`
+    file): writing it would replace data or a result DVC pins. `what` names what would be
+    written, `hint` says what to do instead."""
+    tracker = dvc_tracker(path)
+    if tracker:
+        raise StageError(f"{path}: tracked by DVC ({tracker}); {what} would replace it: {hint}")
+
+
+def check_replaceable(path: Path, marker: str, what: str) -> None:
+    """Refuse to replace an existing file unless it holds `marker`, the mark of a file we
+    generated (`what` names such a file): a user's own file of that name is never replaced."""
+    if not path.is_file():
+        return
+    try:
+        with path.open("rb") as handle:
+            ours = marker.encode("utf-8") in handle.read()
+    except OSError as err:
+        raise StageError(
+            f"{path}: cannot read it ({err.strerror}); give another --output"
+        ) from None
+    if not ours:
+        raise StageError(f"{path}: exists and is not {what}; move it away or give another --output")

@@ -15,6 +15,7 @@ renamed) and records each version's realized metrics as a run in `churn-monitori
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -39,7 +40,7 @@ SHADOW_PREFIX = "shadow_"
 SPEARMAN_SAMPLE_ROWS = 100_000  # Spearman needs ranks: exact up to this many rows, sampled above
 SAMPLE_SEED = 0
 LABELS = {"1": 1, "0": 0, "yes": 1, "no": 0}
-COHORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # safe as an MLflow tag key part
+COHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # safe as an MLflow tag key part
 ROLES = ("champion", "shadow")
 
 
@@ -54,6 +55,7 @@ class ModelRef:
     name: str | None = None
     version: str | None = None
     model_md5: str | None = None
+    run_id: str | None = None  # the run that logged the model, when known
 
     @property
     def pinned_uri(self) -> str:
@@ -65,23 +67,44 @@ class ModelRef:
 
 
 def resolve_model(client: MlflowClient, uri: str) -> ModelRef:
-    """Pin a `models:/` URI (alias, number, stage, latest) to its version, as MLflow resolves it."""
+    """Pin a `models:/` URI (alias, number, stage, latest) or a bare version number of the
+    churn model to its version, as MLflow resolves it; other URIs keep their run, if any."""
+    from predictflow.registry import RegistryError
+
+    if uri.isdecimal():
+        uri = f"models:/{tracking.MODEL_NAME}/{uri}"
+    if uri.startswith("runs:/"):
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+        return ModelRef(uri, run_id=RunsArtifactRepository.parse_runs_uri(uri)[0])
     if not uri.startswith("models:/"):
         return ModelRef(uri)
+    name, at, selector = uri.removeprefix("models:/").partition("@")
+    if not at:
+        name, _, selector = name.partition("/")
+    if not name or not selector:
+        raise RegistryError(
+            f"model URI {uri!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS or a "
+            "version number"
+        )
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     name, number = get_model_name_and_version(client, uri)
     version = client.get_model_version(name, str(number))
-    return ModelRef(uri, name, str(number), version.tags.get("model_md5"))
+    run_id = version.tags.get("run_id") or version.run_id
+    return ModelRef(uri, name, str(number), version.tags.get("model_md5"), run_id)
 
 
 def check_distinct(champion: ModelRef, shadow: ModelRef) -> None:
-    """Shadowing a model with itself measures nothing; refuse before scoring."""
-    same = (
-        (champion.name, champion.version) == (shadow.name, shadow.version)
-        if champion.version and shadow.version
-        else champion.uri == shadow.uri
-    )
+    """Shadowing a model with itself measures nothing; refuse before scoring. The same model
+    however named: the same registered version, or a `runs:/` URI of the run that logged it
+    (a training run logs one model)."""
+    if champion.version and shadow.version:
+        same = (champion.name, champion.version) == (shadow.name, shadow.version)
+    else:
+        same = champion.uri == shadow.uri or (
+            champion.run_id is not None and champion.run_id == shadow.run_id
+        )
     if same:
         raise StageError(
             f"--shadow {shadow.describe()} is the champion {champion.describe()} itself; "
@@ -200,6 +223,7 @@ def scoring_record(
     threshold: float,
     rows_scored: int,
     agreement: dict[str, Any] | None,
+    scores_md5: str,
 ) -> dict[str, Any]:
     """What `evaluate-batch` needs to know about a scored file, and what a person auditing it
     would ask: which versions, which threshold, which input."""
@@ -210,6 +234,7 @@ def scoring_record(
         "output": str(output),
         "threshold": threshold,
         "rows_scored": rows_scored,
+        "scores_md5": scores_md5,  # of the score columns (scoring.score_text)
         "models": {
             role: {
                 "uri": ref.uri,
@@ -238,7 +263,52 @@ def read_record(path: Path, scored: Path) -> dict[str, Any]:
         raise StageError(f"{path}: not a readable scoring record ({err})") from None
     if not isinstance(record, dict) or record.get("kind") != RECORD_KIND:
         raise StageError(f"{path}: not a scoring record written by `predictflow predict`")
+    missing = _missing_key(record)
+    if missing:
+        raise StageError(
+            f"{path}: scoring record has no valid {missing!r} (edited or incomplete); score the "
+            "batch again with `predictflow predict`"
+        )
     return record
+
+
+# What evaluate-batch reads from a record: key -> the type its value must have.
+RECORD_KEYS: dict[str, type | tuple[type, ...]] = {
+    "input": str,
+    "batch_md5": str,
+    "threshold": (int, float),
+    "models": dict,
+}
+MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "uri": str,
+    "name": (str, type(None)),
+    "version": (str, type(None)),
+    "columns": dict,
+}
+
+
+def _missing_key(record: dict[str, Any]) -> str | None:
+    """The first key (dotted) that a record lacks or holds with the wrong type, or None."""
+    for key, kind in RECORD_KEYS.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            return key
+    if not 0.0 <= record["threshold"] <= 1.0:
+        return "threshold"
+    if "scores_md5" in record and not isinstance(record["scores_md5"], str):
+        return "scores_md5"  # absent in records written before it existed
+    models = record["models"]
+    if "champion" not in models or not set(models) <= set(ROLES):
+        return "models.champion"
+    for role, model in models.items():
+        if not isinstance(model, dict):
+            return f"models.{role}"
+        for key, kind in MODEL_KEYS.items():
+            if not isinstance(model.get(key), kind):
+                return f"models.{role}.{key}"
+        for key in ("probability", "predicted"):
+            if not isinstance(model["columns"].get(key), str):
+                return f"models.{role}.columns.{key}"
+    return None
 
 
 # --- realized metrics ---------------------------------------------------------------------------
@@ -274,9 +344,13 @@ def _read_csv(path: Path, what: str, keep: set[str] | None = None) -> pd.DataFra
 
 
 def labelled_cohort(
-    scored: Path, record: dict[str, Any], labels: Path | None, on: str
+    scored: Path, record: dict[str, Any], labels: Path | None, on: str, record_file: Path
 ) -> pd.DataFrame:
-    """The scored rows that have a label: `Churn` in the scored file, or joined from `labels`."""
+    """The scored rows that have a label: `Churn` in the scored file, or joined from `labels`.
+
+    The file must be the one its record describes (same score columns, decisions taken at the
+    record's threshold): metrics of another file would be recorded on the wrong versions.
+    """
     needed = [c for role in record["models"].values() for c in role["columns"].values()]
     frame = _read_csv(scored, "scored file", {*needed, on, TARGET})
     missing = [c for c in needed if c not in frame.columns]
@@ -284,6 +358,8 @@ def labelled_cohort(
         raise StageError(
             f"{scored}: missing scored column(s) {', '.join(missing)} that its record names"
         )
+    check_scores(frame, needed, record, scored, record_file)
+    frame[LINE] = np.arange(len(frame)) + 2  # the CSV line, for messages after the join
     if labels is None:
         if TARGET not in frame.columns:
             raise StageError(
@@ -297,11 +373,8 @@ def labelled_cohort(
             absent = [c for c in wanted if c not in table.columns]
             if absent:
                 raise StageError(f"{path}: no column {', '.join(map(repr, absent))} to join on")
-        dupes = truth[on].duplicated()
-        if dupes.any():
-            raise StageError(
-                f"{labels}: column {on!r}: {truth[on][dupes].iloc[0]!r} has more than one label"
-            )
+        _check_unique(frame, on, scored, "was scored more than once")
+        _check_unique(truth, on, labels, "has more than one label")
         truth = truth.assign(**{TARGET: parse_labels(truth[TARGET], str(labels))})
         cohort = frame.drop(columns=[TARGET], errors="ignore").merge(
             truth[[on, TARGET]], on=on, how="inner"
@@ -314,8 +387,65 @@ def labelled_cohort(
     if result.isna().any().any():
         column = result.columns[result.isna().any()][0]
         raise StageError(f"{scored}: column {column!r}: a value is not a number")
+    check_decisions(result, cohort[LINE].to_numpy(), record, scored, record_file)
     result[TARGET] = cohort[TARGET].to_numpy()
     return result
+
+
+LINE = "__line__"  # a column no CSV of ours has
+
+
+def _check_unique(table: pd.DataFrame, on: str, path: Path, problem: str) -> None:
+    dupes = table[on].duplicated()
+    if dupes.any():
+        index = int(np.flatnonzero(dupes.to_numpy())[0])
+        raise StageError(
+            f"{path}: column {on!r}, line {index + 2}: {table[on].iloc[index]!r} {problem}; "
+            f"the join on {on} needs one row per customer"
+        )
+
+
+def check_scores(
+    frame: pd.DataFrame, needed: list[str], record: dict[str, Any], scored: Path, record_file: Path
+) -> None:
+    """Refuse a scored file whose score columns are not the ones its record digested (another
+    batch, another model's scores, values edited): records from before the digest pass."""
+    from predictflow.scoring import score_text
+
+    expected = record.get("scores_md5")
+    if expected is None:
+        return
+    in_file_order = [c for c in frame.columns if c in needed]  # the record's keys are sorted
+    actual = hashlib.md5(score_text(frame[in_file_order])).hexdigest()
+    if actual != expected:
+        raise StageError(
+            f"{scored}: its score columns are not the ones {record_file} describes (md5 "
+            f"{actual}, record {expected}): pass the record predict wrote for this file "
+            "with --record"
+        )
+
+
+def check_decisions(
+    scores: pd.DataFrame,
+    lines: np.ndarray,
+    record: dict[str, Any],
+    scored: Path,
+    record_file: Path,
+) -> None:
+    """Every decision in the file is its probability at the record's threshold: a record of
+    another threshold would record metrics of decisions nobody took."""
+    threshold = record["threshold"]
+    for model in record["models"].values():
+        proba, predicted = (scores[model["columns"][k]] for k in ("probability", "predicted"))
+        wrong = (proba >= threshold).astype("int64").to_numpy() != predicted.to_numpy()
+        if wrong.any():
+            index = int(np.flatnonzero(wrong)[0])
+            raise StageError(
+                f"{scored}: line {lines[index]}: {model['columns']['predicted']} is "
+                f"{predicted.iloc[index]:g} at probability {proba.iloc[index]:.6g}, not the "
+                f"decision at threshold {threshold} of {record_file}; pass the record of the "
+                "threshold this file was scored with (--record)"
+            )
 
 
 def realized_metrics(
@@ -357,7 +487,7 @@ def evaluate_cohort(cohort: pd.DataFrame, record: dict[str, Any]) -> dict[str, d
 
 
 def check_cohort(cohort: str) -> str:
-    if not COHORT.match(cohort):
+    if not COHORT.fullmatch(cohort):  # `match` would let a trailing newline through `$`
         raise StageError(
             f"--cohort {cohort!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
         )
@@ -554,6 +684,7 @@ def check_record_path(output: Path, source: Path) -> Path:
     happens to have that name is refused before any scoring."""
     path = record_path(output)
     io.check_output(path, source)
+    io.check_untracked(path, "the scoring record", "give another --output")
     if path.exists():
         try:
             kind = json.loads(path.read_text(encoding="utf-8")).get("kind")
@@ -617,7 +748,15 @@ def predict_file(
         agreement=Agreement() if "shadow" in models else None,
     )
     agreement = report.agreement.as_dict() if report.agreement is not None else None
-    record = scoring_record(refs, source, output, threshold, report.rows_scored, agreement)
+    record = scoring_record(
+        refs,
+        source,
+        output,
+        threshold,
+        report.rows_scored,
+        agreement,
+        report.scores_digest.hexdigest(),
+    )
     if agreement is not None:
         record["run_id"] = log_shadow_run(tracking.store_root(), record)
     facts: dict[str, Any] = {
@@ -648,8 +787,9 @@ def evaluate_batch(
     recorded per version and cohort; return the facts."""
     if cohort is not None:
         check_cohort(cohort)
-    record = read_record(record_file or record_path(source), source)
-    rows = labelled_cohort(source, record, labels, on)
+    record_file = record_file or record_path(source)
+    record = read_record(record_file, source)
+    rows = labelled_cohort(source, record, labels, on, record_file)
     results = evaluate_cohort(rows, record)
     scored_md5 = lineage.file_md5(source)
     facts: dict[str, Any] = {

@@ -73,10 +73,15 @@ def champion_gate(challenge: Challenge, margin: float) -> Gate:
         paired.low >= -margin,
         f"{challenge.metric} {challenge.challenger:.4f} vs production v{challenge.champion_version}"
         f" {challenge.champion:.4f} on the same {paired.rows} rows: difference "
-        f"{paired.difference:+.4f}, {100 * paired.confidence:g}% paired-bootstrap interval "
-        f"[{paired.low:+.4f}, {paired.high:+.4f}] (low end must be >= {-margin:+.4f}, "
-        "promote.margin)",
+        f"{_signed(paired.difference)}, {100 * paired.confidence:g}% paired-bootstrap interval "
+        f"[{_signed(paired.low)}, {_signed(paired.high)}] (low end must be >= "
+        f"{_signed(-margin)}, promote.margin)",
     )
+
+
+def _signed(value: float) -> str:
+    """`+0.0123`; a zero is `+0.0000` however it came (`-0.0`, from `-margin` at margin 0)."""
+    return f"{value + 0.0:+.4f}"  # -0.0 + 0.0 is 0.0
 
 
 def production_gates(

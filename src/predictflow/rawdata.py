@@ -80,11 +80,9 @@ def write_synthetic(out: Path, rows: int, seed: int, force: bool = False) -> dic
     """Write `rows` synthetic customers to `out`, refusing to replace a DVC-tracked file
     unless `force`; return the facts (path, rows, seed, md5)."""
     io.check_output(out)
-    tracker = None if force else io.dvc_tracker(out)
-    if tracker:
-        raise StageError(
-            f"{out}: tracked by DVC ({tracker}); synthetic rows would replace it: "
-            "write them elsewhere, or pass --force to replace it"
+    if not force:
+        io.check_untracked(
+            out, "synthetic rows", "write them elsewhere, or pass --force to replace it"
         )
     try:
         synth.write_csv(out, rows=rows, seed=seed)

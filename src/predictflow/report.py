@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 DEFAULT_OUTPUT = Path("reports/lineage.html")
+# In every page we write (the template shows it); `report` replaces only a file holding it.
+GENERATOR = "by <code>predictflow report</code>"
 PLOT_DIR = "evaluation"
 # Figure `evaluate` renders and `register` attaches to the run under `evaluation/` -> caption.
 PLOTS = {
@@ -429,6 +431,7 @@ def render(report: Report) -> str:
             csp=Markup(CSP),  # a constant: its quotes stay quotes, as the test of the page reads it
             title=f"{report.model}: lineage report",
             generated=report.generated,
+            generator=Markup(GENERATOR),
             views=report.views,
             selected=report.selected,
             view=view,

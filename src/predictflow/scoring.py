@@ -6,10 +6,11 @@ written to a temp file and renamed at the end, so a failure leaves no partial CS
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ class ScoreReport:
     rows_scored: int = 0
     clean: CleanReport = field(default_factory=CleanReport)
     agreement: Agreement | None = None  # champion vs shadow, when a shadow model scored too
+    scores_digest: Any = field(default_factory=hashlib.md5)  # of score_text, chunk by chunk
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +60,14 @@ class ScoreReport:
             "extra_columns": self.clean.extra_columns,
             "unseen_categories": self.clean.unseen_categories,
         }
+
+
+def score_text(scores: pd.DataFrame) -> bytes:
+    """The score columns (no id, no label) as headerless CSV: what the scoring record's
+    `scores_md5` digests. The values read back as text give the same bytes, so
+    `evaluate-batch` can tell whether a scored file is the one its record describes."""
+    columns = [c for c in scores.columns if c not in (ID, TARGET)]
+    return scores[columns].to_csv(index=False, header=False, lineterminator="\n").encode()
 
 
 def churn_probability(model: Model, rows: pd.DataFrame) -> np.ndarray:
@@ -138,11 +148,17 @@ def score_csv(
                 if shadow is not None and report.agreement is not None:
                     scores = with_shadow(scores, shadow, rows, threshold, report.agreement)
                 scores.to_csv(out, header=report.rows_scored == 0, index=False)
+                report.scores_digest.update(score_text(scores))
                 report.rows_scored += len(rows)
             bar.update(len(chunk))
         bar.close()
         if report.clean.rows_read == 0:
             raise DataContractError(f"{source}: no data rows after the header")
+        if report.rows_scored == 0:
+            raise DataContractError(
+                f"{source}: no row can be scored: all {report.clean.rows_read} have a blank "
+                "TotalCharges at tenure > 0; nothing was written"
+            )
     return report
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -71,19 +72,37 @@ def check_grid(params: dict[str, Any], grid: dict[str, list[Any]], source: str) 
                 raise TuneError(str(err)) from None
 
 
-def run_dvc(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def run_dvc(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
+) -> str:
+    """`dvc ARGS` to completion (at most `timeout` seconds); its stdout, or TuneError.
+
+    Output goes to temp files, not pipes: the queue workers `dvc queue start` spawns inherit
+    them, and reading a pipe to its end would wait for the last worker to exit (the whole
+    sweep, past any timeout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "dvc", *args],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=err,
+                text=True,
+                check=False,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise TuneError(
+                f"`dvc {' '.join(args[:3])} ...` did not answer within {timeout:.0f} s"
+            ) from None
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        last = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         raise TuneError(f"`dvc {' '.join(args[:3])} ...` failed: {last[0]}")
-    return done.stdout
+    return stdout
 
 
 def queue_points(workspace: Path, sweep: str, points: list[dict[str, Any]]) -> list[str]:
@@ -96,9 +115,9 @@ def queue_points(workspace: Path, sweep: str, points: list[dict[str, Any]]) -> l
     return names
 
 
-def queue_states(workspace: Path, names: list[str]) -> dict[str, str]:
+def queue_states(workspace: Path, names: list[str], timeout: float | None = None) -> dict[str, str]:
     """Status per queued name (Queued, Running, Success, Failed) from `dvc queue status`."""
-    text = run_dvc(["queue", "status"], workspace)
+    text = run_dvc(["queue", "status"], workspace, timeout=timeout)
     states = {}
     for line in text.splitlines():
         parts = line.split()
@@ -108,9 +127,11 @@ def queue_states(workspace: Path, names: list[str]) -> dict[str, str]:
 
 
 def wait(workspace: Path, names: list[str], timeout: float, poll: float = 2.0) -> dict[str, str]:
+    """The final state of every name, or TuneError once `timeout` seconds have passed (each
+    `dvc queue status` is bounded too: a wedged queue cannot hold the sweep forever)."""
     deadline, last = time.monotonic() + timeout, ""
     while True:
-        states = queue_states(workspace, names)
+        states = queue_states(workspace, names, max(deadline - time.monotonic(), 0) + STATUS_GRACE)
         done = [n for n in names if states.get(n) in ("Success", "Failed")]
         summary = f"{len(done)}/{len(names)} done"
         if summary != last:
@@ -196,6 +217,19 @@ def valid_sweep(name: str) -> str:
     return name
 
 
+STATUS_GRACE = 30.0  # seconds one `dvc queue status` may take beyond the sweep's deadline
+
+
+def stop_workers(workspace: Path) -> str:
+    """Kill the running tasks and stop the queue workers (after a timeout: a worker that keeps
+    a task would otherwise run, or hang, on after we return); what happened, for the message."""
+    try:
+        run_dvc(["queue", "stop", "--kill"], workspace, timeout=STATUS_GRACE)
+    except TuneError as err:
+        return f"stopping the workers failed too ({err}): run `dvc queue stop --kill`"
+    return "its workers were stopped (`dvc queue stop --kill`)"
+
+
 def sweep(
     workspace: Path, spec_path: Path | None, name: str | None, jobs: int | None, timeout: float
 ) -> tuple[dict[str, Any], str]:
@@ -228,8 +262,16 @@ def sweep(
     try:
         log.info("tune: queueing %d experiments (%s-01 ...)", len(points), name)
         names = queue_points(workspace, name, points)
-        run_dvc(["queue", "start", "-j", str(jobs)], workspace, env=worker_env(parent_id, name))
-        states = wait(workspace, names, timeout)
+        run_dvc(
+            ["queue", "start", "-j", str(jobs)],
+            workspace,
+            env=worker_env(parent_id, name),
+            timeout=STATUS_GRACE,
+        )
+        try:
+            states = wait(workspace, names, timeout)
+        except TuneError as err:
+            raise TuneError(f"{err}; {stop_workers(workspace)}") from None
         rows = results(workspace, names, list(spec.grid), spec.metric)
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
         failed = sorted(n for n, s in states.items() if s != "Success")
