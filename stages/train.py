@@ -49,7 +49,7 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
         training.log_datasets(run.info.run_id, args.example, data_lineage)
         classifier = build_classifier(params.model, params.base.seed)
         stage.checkpoint("train:fit")
-        with training.without_autolog_params():
+        with training.lean_autolog():
             curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
