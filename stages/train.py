@@ -62,17 +62,18 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
                 "train/logloss": [log_loss(y_train, classifier.predict_proba(x_train)[:, 1])],
                 "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
             }
-        training.log_curves(args.live_dir, curves, has_commit=bool(data_lineage.git_commit))
+        training.log_curves(args.live_dir, curves)
 
-        info = mlflow.sklearn.log_model(
-            model,
-            name=training.MODEL_ARTIFACT,
-            serialization_format="cloudpickle",
-            signature=training.serving_signature(example, model.predict_proba(example)),
-            input_example=example,
-            pip_requirements=training.pinned_requirements(),
-            pyfunc_predict_fn="predict_proba",
-        )
+        with training.pins_trusted():
+            info = mlflow.sklearn.log_model(
+                model,
+                name=training.MODEL_ARTIFACT,
+                serialization_format="cloudpickle",
+                signature=training.serving_signature(example, model.predict_proba(example)),
+                input_example=example,
+                pip_requirements=training.pinned_requirements(),
+                pyfunc_predict_fn="predict_proba",
+            )
         stage.checkpoint("train:logged")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))

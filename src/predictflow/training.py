@@ -4,6 +4,7 @@ autolog's per-round curves) and its DVCLive curves. The stage script only orders
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -62,6 +63,24 @@ def pinned_requirements() -> list[str]:
             if package == "xgboost":  # Linux installs the same module as `xgboost-cpu`
                 pins.append(f"xgboost=={version('xgboost-cpu')}")
     return pins
+
+
+@contextmanager
+def pins_trusted() -> Iterator[None]:
+    """`log_model` without MLflow checking `pinned_requirements` against this environment.
+
+    The pins were just read from this environment's own package metadata, so the check cannot
+    find a mismatch; it still maps every installed file to its package first
+    (`packages_distributions()`, 0.3-1.7 s a `train`). The requirements logged are the same.
+    """
+    from mlflow.utils import environment
+
+    check = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
 
 
 def input_example(split: Path, rows: int = 5) -> pd.DataFrame:
@@ -152,20 +171,23 @@ def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags)
     tracking.log_dataset(run_id, tracking.parquet_dataset(example, repo, commit), "training")
 
 
-def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
+def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
     """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps).
 
-    Before a repository's first commit DVCLive 3.49's git lookup raises (`scm.get_rev()`:
-    "Empty git repo", as in treeverse/dvclive#522). Its DVC integration only names the
-    experiment here (dvcyaml=False, nothing saved), so it is skipped then; the files written
-    are the same.
+    DVCLive's DVC integration is left out: it opens DVC's `Repo` (1-2 s of imports and index
+    reading per `train`) to name the experiment and, inside `dvc exp run`, to `git add` files
+    under `live_dir` that no stage declares. Here every file it writes is a declared out
+    (`dvcyaml=False`, nothing saved as an experiment), so that integration changes no file;
+    it also raised before a repository's first commit (treeverse/dvclive#522). DVC itself
+    records the experiment.
     """
-    from dvclive import Live
+    from dvclive import Live, env
 
     class _Live(Live):
-        def _init_dvc(self) -> None:
-            if has_commit:
-                super()._init_dvc()
+        def _init_dvc(self) -> None:  # what it sets without the Repo (Studio reads them)
+            self._inside_dvc_pipeline = env.DVC_ROOT in os.environ
+            self._inside_dvc_exp = env.DVC_EXP_BASELINE_REV in os.environ
+            self._save_dvc_exp = False
 
     # The curves exist whole once the fit ends: set each step directly and write the summary
     # once at the end, instead of `next_step()` rewriting it after every round.
