@@ -1,4 +1,5 @@
-"""What tracking costs `train`: autolog's per-round curves reach the store in one write.
+"""Costs we keep low on purpose: autolog's per-round curves reach the store in one write, and
+the sweep's queue workers wait for each other's OpenMP threads without spinning.
 
 A real SQLite store and a real XGBoost fit under MLflow's autolog; the only thing added is a
 counter around `MlflowClient.log_batch`, which still writes.
@@ -15,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from xgboost import XGBClassifier
 
-from predictflow import training
+from predictflow import training, tune
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +75,14 @@ def test_plain_autolog_writes_more_than_once(store: str, monkeypatch: pytest.Mon
     _, writes = _fit_counting(monkeypatch, nullcontext())
     assert len(writes) >= 2
     assert sum(writes) == 2 * ROUNDS
+
+
+def test_sweep_workers_wait_passively_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    env = tune.worker_env("run1", "grid")
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert (env[tune.SWEEP_RUN_ENV], env[tune.SWEEP_NAME_ENV]) == ("run1", "grid")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert tune.worker_env("run1", "grid")["OMP_WAIT_POLICY"] == "ACTIVE"
