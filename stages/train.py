@@ -49,7 +49,7 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
         training.log_datasets(run.info.run_id, args.example, data_lineage)
         classifier = build_classifier(params.model, params.base.seed)
         stage.checkpoint("train:fit")
-        with training.without_autolog_params():
+        with training.lean_autolog():
             curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
@@ -62,17 +62,18 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
                 "train/logloss": [log_loss(y_train, classifier.predict_proba(x_train)[:, 1])],
                 "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
             }
-        training.log_curves(args.live_dir, curves, has_commit=bool(data_lineage.git_commit))
+        training.log_curves(args.live_dir, curves)
 
-        info = mlflow.sklearn.log_model(
-            model,
-            name=training.MODEL_ARTIFACT,
-            serialization_format="cloudpickle",
-            signature=training.serving_signature(example, model.predict_proba(example)),
-            input_example=example,
-            pip_requirements=training.pinned_requirements(),
-            pyfunc_predict_fn="predict_proba",
-        )
+        with training.pins_trusted():
+            info = mlflow.sklearn.log_model(
+                model,
+                name=training.MODEL_ARTIFACT,
+                serialization_format="cloudpickle",
+                signature=training.serving_signature(example, model.predict_proba(example)),
+                input_example=example,
+                pip_requirements=training.pinned_requirements(),
+                pyfunc_predict_fn="predict_proba",
+            )
         stage.checkpoint("train:logged")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))

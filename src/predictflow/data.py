@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from predictflow.params import PrepareParams
 from predictflow.schema import TARGET, TARGET_VALUES, CleanReport
@@ -41,6 +40,9 @@ def split(
             f"into {n_train} train and {n_test} held-out rows: each split needs a Yes and a No "
             f"row (at least 2 rows of each class in all); {fix}"
         )
+    # imported here: `register` reads the counts below without importing scikit-learn (1-2.6 s)
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(
         frame, test_size=params.test_size, random_state=seed, stratify=frame[TARGET]
     )

@@ -4,6 +4,7 @@ autolog's per-round curves) and its DVCLive curves. The stage script only orders
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -64,6 +65,24 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
+@contextmanager
+def pins_trusted() -> Iterator[None]:
+    """`log_model` without MLflow checking `pinned_requirements` against this environment.
+
+    The pins were just read from this environment's own package metadata, so the check cannot
+    find a mismatch; it still maps every installed file to its package first
+    (`packages_distributions()`, 0.3-1.7 s a `train`). The requirements logged are the same.
+    """
+    from mlflow.utils import environment
+
+    check = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
+
+
 def input_example(split: Path, rows: int = 5) -> pd.DataFrame:
     """The first rows in the raw layout as a CSV reader with `dtype=str` gives them.
 
@@ -110,22 +129,32 @@ def enable_autolog(model_type: str) -> None:
 
 
 @contextmanager
-def without_autolog_params() -> Iterator[None]:
-    """Autolog's params stay out of the run; `flat_params` logs each fact once instead.
+def lean_autolog() -> Iterator[None]:
+    """While the model fits, autolog logs its per-round curves in one write and no params.
 
-    Autolog would add ~37 estimator and booster params: `max_depth` again next to
-    `model.max_depth`, `num_boost_round` next to `model.n_estimators`, and many "None".
-    Neither autolog offers a switch for params, so its queueing client drops them while the
-    model fits; its per-round metrics go through the same client untouched.
+    Params: autolog would add ~37 estimator and booster params (`max_depth` again next to
+    `model.max_depth`, `num_boost_round` next to `model.n_estimators`, many "None"), and
+    `flat_params` logs each fact once instead. Neither autolog offers a switch for params, so
+    its queueing client drops them here.
+
+    Curves: autolog's `BatchMetricsLogger` writes a batch whenever fitting has taken 10x the
+    time its writes took so far, which on a slow fit is close to one SQLite write per boosting
+    round (a share of the fit that grows with it). Here it keeps every round and writes them
+    all when the fit ends, in as few `log_batch` calls as MLflow's batch limit allows: the
+    same metrics, steps and timestamps.
     """
+    from mlflow.utils.autologging_utils import BatchMetricsLogger
     from mlflow.utils.autologging_utils.client import MlflowAutologgingQueueingClient
 
-    original = MlflowAutologgingQueueingClient.log_params
+    log_params = MlflowAutologgingQueueingClient.log_params
+    should_flush = BatchMetricsLogger._should_flush
     MlflowAutologgingQueueingClient.log_params = lambda self, run_id, params: None
+    BatchMetricsLogger._should_flush = lambda self: False
     try:
         yield
     finally:
-        MlflowAutologgingQueueingClient.log_params = original
+        MlflowAutologgingQueueingClient.log_params = log_params
+        BatchMetricsLogger._should_flush = should_flush
 
 
 def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags) -> None:
@@ -142,20 +171,23 @@ def log_datasets(run_id: str, example: Path, lineage_tags: tracking.LineageTags)
     tracking.log_dataset(run_id, tracking.parquet_dataset(example, repo, commit), "training")
 
 
-def log_curves(live_dir: Path, curves: dict[str, list[float]], has_commit: bool = True) -> None:
+def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
     """Per-iteration curves for `dvc plots` (DVCLive writes step/value TSVs, no timestamps).
 
-    Before a repository's first commit DVCLive 3.49's git lookup raises (`scm.get_rev()`:
-    "Empty git repo", as in treeverse/dvclive#522). Its DVC integration only names the
-    experiment here (dvcyaml=False, nothing saved), so it is skipped then; the files written
-    are the same.
+    DVCLive's DVC integration is left out: it opens DVC's `Repo` (1-2 s of imports and index
+    reading per `train`) to name the experiment and, inside `dvc exp run`, to `git add` files
+    under `live_dir` that no stage declares. Here every file it writes is a declared out
+    (`dvcyaml=False`, nothing saved as an experiment), so that integration changes no file;
+    it also raised before a repository's first commit (treeverse/dvclive#522). DVC itself
+    records the experiment.
     """
-    from dvclive import Live
+    from dvclive import Live, env
 
     class _Live(Live):
-        def _init_dvc(self) -> None:
-            if has_commit:
-                super()._init_dvc()
+        def _init_dvc(self) -> None:  # what it sets without the Repo (Studio reads them)
+            self._inside_dvc_pipeline = env.DVC_ROOT in os.environ
+            self._inside_dvc_exp = env.DVC_EXP_BASELINE_REV in os.environ
+            self._save_dvc_exp = False
 
     # The curves exist whole once the fit ends: set each step directly and write the summary
     # once at the end, instead of `next_step()` rewriting it after every round.
