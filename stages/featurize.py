@@ -1,7 +1,7 @@
 """Stage `featurize`: fit the feature transformer on the train split only, apply it to both.
 
-Both splits are transformed and written batch by batch, so the dense feature matrix (8 bytes a
-value, ~46 columns) is never held whole.
+Fitted without transforming the whole split, then both splits are transformed and written batch
+by batch: the dense feature matrix (8 bytes a value, 45 columns) is never held whole.
 """
 
 from __future__ import annotations
@@ -11,20 +11,12 @@ import logging
 import pickle
 from pathlib import Path
 
-import pandas as pd
-from sklearn.compose import ColumnTransformer
-
 from predictflow import paths, stage
 from predictflow.io import atomic_path, read_batches, write_batches
-from predictflow.model import BATCH_ROWS, build_featurizer, featurize_batches
-from predictflow.params import FeaturizeParams, load_params
+from predictflow.model import BATCH_ROWS, featurize_batches, fit_featurizer
+from predictflow.params import load_params
 
 log = logging.getLogger(__name__)
-
-
-def fit_featurizer(train: Path, params: FeaturizeParams) -> ColumnTransformer:
-    """Fit on the whole train split: its frame is freed when this returns."""
-    return build_featurizer(params).fit(pd.read_parquet(train))
 
 
 def main() -> None:

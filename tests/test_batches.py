@@ -1,8 +1,9 @@
 """Memory flat in rows: `featurize` and `train` stream their splits in batches.
 
-On real-layout data, the batched path must give what the whole-frame path gives: the same
-feature matrix (columns, dtypes, values) and, through an iterator-built `QuantileDMatrix`, the
-same model bytes. Small batches (many more than one) are the point: one batch would prove nothing.
+On real-layout data, the batched path must give what the whole-frame path gives: the same fitted
+featurizer (pickle bytes), the same feature matrix (columns, dtypes, values) and, through an
+iterator-built `QuantileDMatrix`, the same model bytes. Small batches (many more than one)
+are the point: one would prove nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from predictflow.data import split
 from predictflow.io import read_batches, write_batches
 from predictflow.model import (
     build_classifier,
+    build_featurizer,
     featurize,
     featurize_batches,
     fit_classifier,
     fit_classifier_from_files,
+    fit_featurizer,
 )
-from predictflow.params import load_params
+from predictflow.params import FeaturizeParams, load_params
 from predictflow.schema import TARGET, clean, read_raw
 from predictflow.synth import write_csv
 
@@ -60,6 +63,16 @@ def test_batched_featurize_writes_the_whole_frame_matrix(splits, tmp_path: Path)
         assert rows == len(whole)
         pd.testing.assert_frame_equal(batched, whole, check_exact=True)
         assert batched.dtypes.to_dict() == whole.dtypes.to_dict()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05])
+def test_fit_featurizer_pickles_as_the_whole_split_fit(splits, share: float) -> None:
+    """Fitted from a few cycled rows plus the numeric columns (or whole, when `share` > 0)."""
+    train_path, _ = splits
+    params = FeaturizeParams(min_category_share=share)
+    whole = build_featurizer(params).fit(pd.read_parquet(train_path))
+    streamed = fit_featurizer(train_path, params, batch_rows=BATCH)
+    assert pickle.dumps(streamed, protocol=5) == pickle.dumps(whole, protocol=5)
 
 
 def test_write_batches_refuses_nothing_to_write(tmp_path: Path) -> None:
