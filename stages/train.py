@@ -14,13 +14,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
-
 from predictflow import lineage, paths, stage, tracking, training
 from predictflow.io import atomic_path
-from predictflow.model import assemble, build_classifier, fit_classifier
+from predictflow.model import assemble, build_classifier, fit_classifier_from_files
 from predictflow.params import Params, load_params
-from predictflow.schema import TARGET
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +25,9 @@ log = logging.getLogger(__name__)
 def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     import mlflow
 
-    train_set = pd.read_parquet(args.features_train)
-    test_set = pd.read_parquet(args.features_test)
     with open(args.featurizer, "rb") as handle:
         featurizer = pickle.load(handle)
     example = training.input_example(args.example)
-    x_train, y_train = train_set.drop(columns=[TARGET]), train_set[TARGET]
-    x_test, y_test = test_set.drop(columns=[TARGET]), test_set[TARGET]
 
     experiment_id = tracking.connect(tracking.store_root())
     training.enable_autolog(params.model.type)
@@ -50,18 +43,11 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
         classifier = build_classifier(params.model, params.base.seed)
         stage.checkpoint("train:fit")
         with training.lean_autolog():
-            curves = fit_classifier(classifier, x_train, y_train, x_test, y_test)
+            curves = fit_classifier_from_files(classifier, args.features_train, args.features_test)
         # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
         # dvc.lock) differ on every rerun of identical inputs.
         vars(classifier).pop("_mlflow_run_id", None)
         model = assemble(featurizer, classifier)
-        if not curves:  # no boosting rounds: one point, so the plot is never empty
-            from sklearn.metrics import log_loss
-
-            curves = {
-                "train/logloss": [log_loss(y_train, classifier.predict_proba(x_train)[:, 1])],
-                "test/logloss": [log_loss(y_test, classifier.predict_proba(x_test)[:, 1])],
-            }
         training.log_curves(args.live_dir, curves)
 
         with training.pins_trusted():

@@ -1,16 +1,21 @@
 """Safe file output: a stage that fails half-way leaves no partial file behind, and a command
-refuses an output that would replace its input or a DVC-tracked file before it does any work."""
+refuses an output that would replace its input or a DVC-tracked file before it does any work.
+Parquet in batches, so a stage's memory does not grow with the rows it streams."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from predictflow.stage import StageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
@@ -138,3 +143,40 @@ def check_replaceable(path: Path, marker: str, what: str) -> None:
         ) from None
     if not ours:
         raise StageError(f"{path}: exists and is not {what}; move it away or give another --output")
+
+
+def read_batches(
+    path: Path | str, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """A parquet file as frames of at most `batch_rows` rows, in order (Arrow's reader: only one
+    batch is decoded at a time)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pandas()
+
+
+def write_batches(path: Path | str, frames: Iterable[pd.DataFrame]) -> int:
+    """Write frames one after another into one parquet file; return the rows written.
+
+    The schema is the first frame's (every frame must match it); at least one frame is needed.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{path}: no frames to write")
+    return rows
