@@ -226,3 +226,21 @@ def test_model_card_states_the_numbers_it_was_given() -> None:
 def test_model_card_without_lineage_tags_says_so() -> None:
     card = modelcard.render(card_facts(tags={}))
     assert "| git commit | `not recorded` |" in card
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("ties", [False, True])
+def test_each_resample_equals_sklearn_on_the_materialised_rows(seed: int, ties: bool) -> None:
+    """Sorted once, tallied per resample: the same numbers as sklearn on the resampled rows."""
+    y, proba = toy(rows=400, seed=seed, ties=ties)
+    drawn = next(ev.bootstrap_draws(len(y), 6, seed=seed))
+    auc, ap = ev.Ranking.of(y, proba).aucs(drawn)
+    for i, rows in enumerate(drawn):
+        assert abs(auc[i] - metrics.roc_auc_score(y[rows], proba[rows])) <= 1e-12
+        assert abs(ap[i] - metrics.average_precision_score(y[rows], proba[rows])) <= 1e-12
+
+
+def test_draws_and_counts_are_the_same_resamples() -> None:
+    drawn = np.vstack(list(ev.bootstrap_draws(50, 9, seed=4)))
+    counts = np.vstack(list(ev.bootstrap_counts(50, 9, seed=4)))
+    assert (np.vstack([np.bincount(row, minlength=50) for row in drawn]) == counts).all()
