@@ -19,6 +19,7 @@ import pandas as pd
 from predictflow import paths, stage
 from predictflow.data import check_held_out
 from predictflow.evaluation import (
+    churn_scores,
     classification_metrics,
     figures,
     plot_tables,
@@ -72,7 +73,7 @@ def main() -> None:
     test = pd.read_parquet(args.test)
     y_true = test[TARGET].to_numpy()
     check_held_out(y_true, args.test)
-    proba = model.predict_proba(test.loc[:, list(FEATURES)])[:, 1].astype("float64")
+    proba = churn_scores(model, test.loc[:, list(FEATURES)])
     threshold = params.evaluate.threshold
     # Compute every output first, then write them: a failure leaves the previous ones intact.
     scores = classification_metrics(y_true, proba, threshold)

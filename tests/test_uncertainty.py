@@ -244,3 +244,15 @@ def test_draws_and_counts_are_the_same_resamples() -> None:
     drawn = np.vstack(list(ev.bootstrap_draws(50, 9, seed=4)))
     counts = np.vstack(list(ev.bootstrap_counts(50, 9, seed=4)))
     assert (np.vstack([np.bincount(row, minlength=50) for row in drawn]) == counts).all()
+
+
+def test_churn_scores_in_chunks_equal_one_call() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    y, proba = toy(rows=50)
+    rows = pd.DataFrame({"a": proba, "b": np.arange(50) % 7})
+    model = LogisticRegression().fit(rows, y)
+    whole = model.predict_proba(rows)[:, 1]
+    # a linear model's matrix product may round its last bit differently by chunk size
+    np.testing.assert_allclose(ev.churn_scores(model, rows, chunk_rows=7), whole, rtol=1e-12)
+    assert len(ev.churn_scores(model, rows.iloc[:0], chunk_rows=7)) == 0
