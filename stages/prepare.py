@@ -1,4 +1,8 @@
-"""Stage `prepare`: validate the raw file against the data contract, clean it, split it."""
+"""Stage `prepare`: validate the raw file against the data contract, clean it, split it.
+
+The raw file is read and cleaned in chunks and held compactly (`clean_file`); the split needs
+only the labels, and each split is written in batches of parquet's default row group size, so
+the prepared files have the row groups a single `to_parquet` gives them."""
 
 from __future__ import annotations
 
@@ -7,12 +11,15 @@ import logging
 from pathlib import Path
 
 from predictflow import paths, stage
-from predictflow.data import prepare_metrics, split
-from predictflow.io import atomic_path, write_json
+from predictflow.data import prepare_metrics, split_batches, split_indices
+from predictflow.io import atomic_path, write_batches, write_json
 from predictflow.params import load_params
-from predictflow.schema import clean, read_raw
+from predictflow.schema import TARGET, clean_file
 
 log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 200_000  # raw rows read and cleaned at a time
+BATCH_ROWS = 1024 * 1024  # rows per write: pyarrow's default row group size
 
 
 def main() -> None:
@@ -25,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    frame, report = clean(read_raw(args.raw), str(args.raw))
+    frame, report = clean_file(args.raw, CHUNK_ROWS)
     if report.extra_columns:
         log.warning("ignoring extra column(s): %s", ", ".join(report.extra_columns))
     if report.rows_dropped_total_charges:
@@ -33,11 +40,12 @@ def main() -> None:
             "dropped %d row(s) with blank TotalCharges at tenure > 0",
             report.rows_dropped_total_charges,
         )
-    train, test = split(frame, params.prepare, params.base.seed, str(args.raw))
+    labels = frame[TARGET].to_numpy()
+    train, test = split_indices(labels, params.prepare, params.base.seed, str(args.raw))
     with atomic_path(args.train) as train_tmp, atomic_path(args.test) as test_tmp:
-        train.to_parquet(train_tmp, index=False)
-        test.to_parquet(test_tmp, index=False)
-    write_json(args.metrics, prepare_metrics(report, train, test))
+        write_batches(train_tmp, split_batches(frame, train, BATCH_ROWS))
+        write_batches(test_tmp, split_batches(frame, test, BATCH_ROWS))
+    write_json(args.metrics, prepare_metrics(report, labels[train], labels[test]))
     log.info("%d rows -> train %d, test %d", len(frame), len(train), len(test))
 
 

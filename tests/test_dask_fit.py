@@ -7,12 +7,12 @@ Partitions change XGBoost's quantile sketch a little, so the models differ in by
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from predictflow.data import split
 from predictflow.model import build_classifier, build_featurizer, fit_classifier
 from predictflow.params import load_params
 from predictflow.schema import TARGET, clean, read_raw
@@ -25,19 +25,12 @@ distributed = pytest.importorskip("distributed")
 xgb_dask = pytest.importorskip("xgboost.dask")
 
 
-def prepare_split():  # the stage script is not a package: load its `split` as drift does
-    spec = importlib.util.spec_from_file_location("dask_prepare", REPO / "stages" / "prepare.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.split
-
-
 def test_dask_fit_matches_the_single_process_auc(tmp_path: Path) -> None:
     params = load_params(REPO / "params.yaml")
     raw = tmp_path / "customers.csv"
     write_csv(raw, rows=4000, seed=7)
     frame, _ = clean(read_raw(raw), str(raw))
-    train, test = prepare_split()(frame, params.prepare, params.base.seed, str(raw))
+    train, test = split(frame, params.prepare, params.base.seed, str(raw))
     featurizer = build_featurizer(params.featurize).fit(train)
     x_train, x_test = featurizer.transform(train), featurizer.transform(test)
     y_train, y_test = train[TARGET], test[TARGET]
