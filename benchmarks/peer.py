@@ -10,7 +10,6 @@ dir, autolog, the pipeline's own split, featurizer and XGBoost params (imported,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import tempfile
 import time
@@ -21,18 +20,11 @@ STARTED = time.perf_counter()
 import mlflow  # noqa: E402  (import time is part of what is measured)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from predictflow.data import split  # noqa: E402  (prepare's own split)
 from predictflow.model import assemble, build_classifier, build_featurizer, fit_classifier  # noqa: E402
 from predictflow.params import load_params  # noqa: E402
 from predictflow.schema import FEATURES, TARGET, clean, read_raw  # noqa: E402
 from predictflow.tracking import MODEL_NAME  # noqa: E402
-
-
-def pipeline_split(project: Path):
-    """`prepare`'s own split (stratified, seeded): the stage script is not a package."""
-    spec = importlib.util.spec_from_file_location("peer_prepare", project / "stages/prepare.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.split
 
 
 def run(data: Path, params_path: Path, store: Path) -> dict[str, object]:
@@ -44,7 +36,6 @@ def run(data: Path, params_path: Path, store: Path) -> dict[str, object]:
     # The same autolog flavour and options as `train` (curves only; the model is logged below).
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
     frame, _ = clean(read_raw(data), str(data))
-    split = pipeline_split(params_path.resolve().parent)
     train, test = split(frame, params.prepare, params.base.seed, str(data))
     with mlflow.start_run():
         featurizer = build_featurizer(params.featurize).fit(train)

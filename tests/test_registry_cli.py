@@ -292,10 +292,11 @@ def test_reproduce_reports_a_nondeterministic_stage(repo: Path) -> None:
     """Commit code whose featurize output changes on every run, register its model, rebuild."""
     featurize = repo / "stages/featurize.py"
     original = featurize.read_text()
+    line = "featurize_batches(featurizer, read_batches(args.train, BATCH_ROWS))"
     patched = original.replace(
-        "        train.to_parquet(train_tmp, index=False)",
-        "        train.iloc[:, 0] *= 1 + __import__('random').random()\n"
-        "        train.to_parquet(train_tmp, index=False)",
+        line,
+        f"(b.assign(**{{b.columns[0]: b.iloc[:, 0] * (1 + __import__('random').random())}})"
+        f" for b in {line})",
     )
     assert patched != original, "stages/featurize.py changed: patch another line"
     featurize.write_text(patched)
