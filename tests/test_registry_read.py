@@ -149,6 +149,28 @@ def test_sqlite_reader_gives_the_client_facts(store_repo: Path) -> None:
     assert outcome(fast, "3", store_repo)["run"]["status"] == "MISSING"
 
 
+def test_registry_resolve_parses_and_fails_as_the_reader_does(store_repo: Path) -> None:
+    """`registry.resolve` (commands that hold an MlflowClient) takes every ref the way
+    `registry_read.resolve` does: the same version, or the same one line."""
+    from predictflow import registry
+
+    def found(resolve, source, ref: str | None) -> str:
+        try:
+            return f"version {resolve(source, ref).version}"
+        except RegistryError as err:
+            return f"error: {err}"
+
+    client = repo_client(store_repo)
+    for ref in (*REFS, "models:/", "models:/churn-predictor@", "models:/churn-predictor/"):
+        expected = found(
+            lambda reader, r: registry_read.resolve(reader, r, MODEL), ClientReader(client), ref
+        )
+        assert found(registry.resolve, client, ref) == expected, ref
+    assert found(registry.resolve, client, "models:/") == (
+        "error: model URI 'models:/': expected models:/NAME@ALIAS or models:/NAME/N"
+    )
+
+
 def test_another_schema_revision_falls_back_to_mlflow(store_repo: Path, tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)

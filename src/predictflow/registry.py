@@ -104,13 +104,9 @@ def resolve(client: MlflowClient, ref: str | None) -> ModelVersion:
     or None for the newest registered version."""
     from mlflow.exceptions import MlflowException
 
-    name, selector = MODEL_NAME, ref
-    if ref and ref.startswith("models:/"):
-        body = ref.removeprefix("models:/")
-        name, sep, selector = body.partition("@") if "@" in body else body.partition("/")
-        selector = f"@{selector}" if sep == "@" else selector
-        if not name or not selector:
-            raise RegistryError(f"model URI {ref!r}: expected models:/NAME@ALIAS or models:/NAME/N")
+    from predictflow.registry_read import parse_ref  # it imports RegistryError from here
+
+    name, selector = parse_ref(ref, MODEL_NAME)
     try:
         if selector is None:
             versions = client.search_model_versions(f"name = '{name}'")
