@@ -197,19 +197,29 @@ def test_a_store_missing_a_table_is_one_line(store_repo: Path, tmp_path: Path) -
 
 
 CHECK_IMPORTS = """
-import json, sys
+import json, sqlite3, sys
+opened, connect = [], sqlite3.connect
+def counted(database, *args, **kwargs):
+    opened.append(str(database))
+    return connect(database, *args, **kwargs)
+sqlite3.connect = counted
 from predictflow.cli import cli
 try:
     cli.main(["lineage", "--json"], standalone_mode=False)
 finally:
     heavy = ["mlflow", "pandas", "dvc", "dvc.repo", "sqlalchemy", "sklearn"]
-    print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)
+    loaded = [m for m in heavy if m in sys.modules]
+    print(json.dumps({"loaded": loaded, "opened": opened}), file=sys.stderr)
 """
 
 
-def test_lineage_imports_no_mlflow_pandas_or_dvc(store_repo: Path) -> None:
+def test_lineage_imports_no_mlflow_pandas_or_dvc_and_opens_the_store_once(
+    store_repo: Path,
+) -> None:
     result = run([sys.executable, "-c", CHECK_IMPORTS], store_repo)
-    assert json.loads(result.stderr.strip().splitlines()[-1]) == []
+    seen = json.loads(result.stderr.strip().splitlines()[-1])
+    assert seen["loaded"] == []
+    assert len(seen["opened"]) == 1 and seen["opened"][0].endswith("mlflow_data/mlflow.db?mode=ro")
     assert json.loads(result.stdout)["version"] == 3
     shown = json.loads(
         predictflow(store_repo, "lineage", "models:/churn-predictor@production", "--json").stdout

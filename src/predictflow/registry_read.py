@@ -163,10 +163,23 @@ class SqliteReader:
 
     @classmethod
     def open(cls, path: Path, timeout: float) -> SqliteReader | None:
-        """A reader on `path`, or None when its schema is not `SCHEMA_REVISION` (use MLflow)."""
+        """A reader on `path`, or None when its schema is not `SCHEMA_REVISION` (use MLflow).
+
+        The store's one connection: it waits out another process's lock (`tracking.check_free`,
+        at most `timeout` s, then the busy line) before anything is read.
+        """
+        from predictflow.tracking import StoreError, check_free
+
         if not path.is_file():
             return cls(None, path)
-        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout)
+        db = sqlite3.connect(
+            f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout, isolation_level=None
+        )
+        try:
+            check_free(db, path, write=False)
+        except StoreError:
+            db.close()
+            raise
         try:
             row = db.execute("SELECT version_num FROM alembic_version").fetchone()
         except sqlite3.DatabaseError:
@@ -177,7 +190,7 @@ class SqliteReader:
         return cls(db, path)
 
     def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        """Rows of one query; a store that turns unreadable midway is one line, as in `reach`."""
+        """Rows of one query; a store that turns unreadable midway is one line, as in `open`."""
         from predictflow.tracking import StoreError
 
         if self.db is None:
@@ -562,7 +575,6 @@ def open_reader() -> Reader:
             reader.check_credentials()
             return reader
         if path is not None:
-            tracking.reach(uri, write=False)
             local = SqliteReader.open(path, tracking.busy_timeout())
             if local is not None:
                 return local

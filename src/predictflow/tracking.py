@@ -159,32 +159,47 @@ def is_busy(err: sqlite3.Error) -> bool:
     return getattr(err, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def wait_until_free(path: Path, timeout: float, write: bool = True) -> None:
-    """Block (at most `timeout` s) while another process holds the SQLite store locked.
+def _unusable(path: Path, err: sqlite3.DatabaseError, started: float) -> StoreError:
+    """The one line for a store that failed a lock check: busy (with the wait), or damaged."""
+    if not is_busy(err):
+        return StoreError(
+            f"tracking store sqlite:///{path} cannot be used: {err}; run `predictflow doctor`"
+        )
+    waited = time.monotonic() - started
+    return StoreError(
+        f"tracking store sqlite:///{path} is busy: another process held it locked for "
+        f"{waited:.0f} s; retry when it is done (wait longer: {BUSY_ENV}=SECONDS)"
+    )
+
+
+def check_free(db: sqlite3.Connection, path: Path, write: bool = True) -> None:
+    """Block (at most `db`'s busy timeout) while another process holds the store at `path` locked.
 
     MLflow's own SQLite connections give up after 5 s with a long traceback, possibly halfway
     through a run; waiting here first, before anything is written, leaves nothing half-done.
-    `write` waits for the write lock, else only for a lock that blocks readers.
+    `write` waits for the write lock, else only for a lock that blocks readers. A read-only
+    command passes the connection it reads with, so it opens the store once.
     """
     started = time.monotonic()
     try:
-        db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        try:
-            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            db.execute("ROLLBACK")
-        finally:
-            db.close()
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        db.execute("ROLLBACK")
     except sqlite3.DatabaseError as err:
-        if not is_busy(err):
-            raise StoreError(
-                f"tracking store sqlite:///{path} cannot be used: {err}; run `predictflow doctor`"
-            ) from None
-        waited = time.monotonic() - started
-        raise StoreError(
-            f"tracking store sqlite:///{path} is busy: another process held it locked for "
-            f"{waited:.0f} s; retry when it is done (wait longer: {BUSY_ENV}=SECONDS)"
-        ) from None
+        raise _unusable(path, err, started) from None
+
+
+def wait_until_free(path: Path, timeout: float, write: bool = True) -> None:
+    """`check_free` on a connection of its own (for writers, before MLflow opens the store)."""
+    started = time.monotonic()
+    try:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    except sqlite3.DatabaseError as err:
+        raise _unusable(path, err, started) from None
+    try:
+        check_free(db, path, write=write)
+    finally:
+        db.close()
 
 
 def probe_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
