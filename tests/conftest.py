@@ -6,17 +6,23 @@ change the repository work on their own `git clone` of it or restore what they t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from .test_team_server import Server
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -206,6 +212,23 @@ def copy_built_repo(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, symlinks=True)
     run([sys.executable, "-c", MOVE_STORE, dest], dest)
     return dest
+
+
+@contextmanager
+def migrated_server(
+    repo: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Server, dict[str, Any]]]:
+    """A fresh authenticated team server (artifacts under `workdir`) holding `repo`'s store as
+    `predictflow store migrate --json` copied it, with that command's facts; this process and
+    its children log in as the admin. Needs the `postgres` fixture (in test_team_server, with
+    the server itself)."""
+    from .test_team_server import password, team_server
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
+    with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
+        migrated = predictflow(repo, "store", "migrate", "--to", server.uri, "--json")
+        yield server, json.loads(migrated.stdout)
 
 
 @pytest.fixture(scope="session")

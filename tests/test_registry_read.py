@@ -4,12 +4,14 @@ importing neither MLflow, pandas nor DVC."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import sqlite3
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,12 @@ from .conftest import (
     BIN,
     assert_one_line_error,
     copy_built_repo,
+    migrated_server,
     predictflow,
     repo_client,
     run,
 )
-from .test_team_server import password, postgres, team_server  # noqa: F401 (postgres: a fixture)
+from .test_team_server import postgres  # noqa: F401 (a fixture)
 
 MODEL = "churn-predictor"
 # Every way a user names a version, the ones that resolve and the ones that do not.
@@ -171,22 +174,30 @@ def test_registry_resolve_parses_and_fails_as_the_reader_does(store_repo: Path) 
     )
 
 
-def test_another_schema_revision_falls_back_to_mlflow(store_repo: Path, tmp_path: Path) -> None:
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'somewhere-else'")
-    conn.close()
+@pytest.fixture
+def altered_store(store_repo: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """`altered_store(sql)`: a copy of the store in `tmp_path` with `sql` run on it."""
+
+    def alter(sql: str) -> Path:
+        db = tmp_path / "mlflow.db"
+        shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:  # commit, then close
+            conn.execute(sql)
+        return db
+
+    return alter
+
+
+def test_another_schema_revision_falls_back_to_mlflow(altered_store: Callable[[str], Path]) -> None:
+    db = altered_store("UPDATE alembic_version SET version_num = 'somewhere-else'")
     assert SqliteReader.open(db, timeout=5) is None
 
 
-def test_a_store_missing_a_table_is_one_line(store_repo: Path, tmp_path: Path) -> None:
+def test_a_store_missing_a_table_is_one_line(
+    store_repo: Path, altered_store: Callable[[str], Path]
+) -> None:
     """The right revision, yet a table gone (a hand-edited store): one line, no traceback."""
-    db = tmp_path / "mlflow.db"
-    shutil.copyfile(store_repo / "mlflow_data" / "mlflow.db", db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE model_version_tags")
-    conn.close()
+    db = altered_store("DROP TABLE model_version_tags")
     result = run(
         [BIN / "predictflow", "lineage"],
         store_repo,
@@ -251,11 +262,8 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
 
     from predictflow import access
 
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
     workdir = tmp_path_factory.mktemp("read-server")
-    with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
-        predictflow(store_repo, "store", "migrate", "--to", server.uri, "--json")
+    with migrated_server(store_repo, workdir, monkeypatch) as (server, _):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
         client = MlflowClient(tracking_uri=server.uri, registry_uri=server.uri)
         # the migration copies versions 1 and 2's aliases; the server's own moves on top

@@ -14,7 +14,14 @@ from sklearn import metrics
 
 from predictflow import lineage, synth
 from predictflow.monitoring import Agreement
-from tests.conftest import assert_one_line_error, copy_built_repo, dvc, predictflow
+from tests.conftest import (
+    Result,
+    assert_one_line_error,
+    copy_built_repo,
+    dvc,
+    predictflow,
+    repo_client,
+)
 
 CHAMPION = "models:/churn-predictor@staging"
 CHALLENGER = "models:/churn-predictor/2"
@@ -50,29 +57,25 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def client_of(repo: Path):
-    import mlflow
-
-    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def realized_run_count(repo: Path) -> int:
-    client = client_of(repo)
+    client = repo_client(repo)
     experiment = client.get_experiment_by_name("churn-monitoring")
     if experiment is None:
         return 0
     return len(client.search_runs([experiment.experiment_id], "tags.kind = 'realized'"))
 
 
-def shadow_score(repo: Path, batch: Path, out: Path, *extra: str) -> dict:
-    result = predictflow(
+def shadow_score(
+    repo: Path, batch: Path, out: Path, shadow: str = CHALLENGER, check: bool = True
+) -> Result:
+    """`predict` of the champion with `shadow` beside it (`--json`: the facts on stdout)."""
+    return predictflow(
         repo,
         "predict",
         "--model",
         CHAMPION,
         "--shadow",
-        CHALLENGER,
+        shadow,
         "--input",
         batch,
         "--output",
@@ -80,9 +83,8 @@ def shadow_score(repo: Path, batch: Path, out: Path, *extra: str) -> dict:
         "--chunk-rows",
         "400",
         "--json",
-        *extra,
+        check=check,
     )
-    return json.loads(result.stdout)
 
 
 def test_agreement_streamed_equals_one_pass() -> None:
@@ -113,7 +115,7 @@ def test_shadow_scores_both_models_and_logs_agreement(
         "--chunk-rows",
         "400",
     )
-    facts = shadow_score(repo, batches["unlabelled"], shadowed)
+    facts = json.loads(shadow_score(repo, batches["unlabelled"], shadowed).stdout)
 
     scores = pd.read_csv(shadowed)
     assert list(scores.columns) == SHADOW_COLUMNS
@@ -139,7 +141,7 @@ def test_shadow_scores_both_models_and_logs_agreement(
         "shadow": "2",
     }
 
-    run = client_of(repo).get_run(facts["run_id"])
+    run = repo_client(repo).get_run(facts["run_id"])
     assert run.data.tags["champion_version"] == "1"
     assert run.data.tags["shadow_version"] == "2"
     assert run.data.tags["batch_md5"] == lineage.file_md5(batches["unlabelled"])
@@ -150,20 +152,8 @@ def test_shadow_scores_both_models_and_logs_agreement(
 def test_shadow_equal_to_the_champion_is_refused(
     repo: Path, batches: dict[str, Path], tmp_path: Path
 ) -> None:
-    out = tmp_path / "scores.csv"
-    result = predictflow(
-        repo,
-        "predict",
-        "--model",
-        CHAMPION,
-        "--shadow",
-        "models:/churn-predictor/1",
-        "--input",
-        batches["unlabelled"],
-        "--output",
-        out,
-        check=False,
-    )
+    out, itself = tmp_path / "scores.csv", "models:/churn-predictor/1"
+    result = shadow_score(repo, batches["unlabelled"], out, shadow=itself, check=False)
     assert_one_line_error(result, "--shadow models:/churn-predictor/1", "version 1", "champion")
     assert list(tmp_path.iterdir()) == []
 
@@ -172,20 +162,9 @@ def test_shadow_naming_the_champions_own_run_is_refused(
     repo: Path, batches: dict[str, Path], tmp_path: Path
 ) -> None:
     """`runs:/<run>/model` of the run that logged the champion is the champion itself."""
-    run_id = client_of(repo).get_model_version("churn-predictor", "1").tags["run_id"]
-    result = predictflow(
-        repo,
-        "predict",
-        "--model",
-        CHAMPION,
-        "--shadow",
-        f"runs:/{run_id}/model",
-        "--input",
-        batches["unlabelled"],
-        "--output",
-        tmp_path / "scores.csv",
-        check=False,
-    )
+    run_id = repo_client(repo).get_model_version("churn-predictor", "1").tags["run_id"]
+    out, own_run = tmp_path / "scores.csv", f"runs:/{run_id}/model"
+    result = shadow_score(repo, batches["unlabelled"], out, shadow=own_run, check=False)
     assert_one_line_error(result, f"--shadow runs:/{run_id}/model", "champion", "itself")
     assert list(tmp_path.iterdir()) == []
 
@@ -242,7 +221,7 @@ def test_evaluate_batch_with_churn_in_the_scored_file(
     assert facts["rows"] == 1500
     assert_realized(facts, rows, rows["Churn"].to_numpy())
 
-    client = client_of(repo)
+    client = repo_client(repo)
     for role, version in (("champion", "1"), ("shadow", "2")):
         run = client.get_run(facts["run_ids"][role])
         assert run.data.tags["model_version"] == version

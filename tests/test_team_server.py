@@ -44,6 +44,7 @@ from .conftest import (
     child_env,
     free_port,
     git,
+    migrated_server,
     predictflow,
     run,
     stage_error_line,
@@ -312,10 +313,6 @@ def test_migrate_sqlite_history_to_a_fresh_server(
 ) -> None:
     from mlflow.entities import ViewType
 
-    # The server authenticates: the admin migrates (this process's clients and the children).
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
-
     source_uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
     source = client(source_uri)
     experiment = source.get_experiment_by_name("churn-prediction")
@@ -325,11 +322,9 @@ def test_migrate_sqlite_history_to_a_fresh_server(
     )
     assert source_runs and source_versions
 
+    # The server authenticates: the admin migrates (this process's clients and the children).
     workdir = tmp_path_factory.mktemp("server-local")
-    with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
-        first = json.loads(
-            predictflow(pipeline_repo, "store", "migrate", "--to", server.uri, "--json").stdout
-        )
+    with migrated_server(pipeline_repo, workdir, monkeypatch) as (server, first):
         assert first["source"] == source_uri  # the project's own store by default
         assert first["runs_copied"] == len(source_runs)
         assert first["versions_copied"] == len(source_versions)
