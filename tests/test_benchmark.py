@@ -61,6 +61,43 @@ def test_every_figure_is_a_ratio_against_its_goal(tmp_path: Path) -> None:
     assert "fresh clone (--quick)" in text
 
 
+def scale_point(rows: int, seconds: float, rss: int) -> dict:
+    return {"rows": rows, "ours": timing(seconds, rss), "bare": timing(seconds, 8 * rss)}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rss", "met"),
+    [
+        (440.0, 3 * 10**9, "yes (ran; 3.00 GB; time 2.20x)"),  # 2x rows in 2.2x time: linear
+        (442.0, 3 * 10**9, "**no** (ran; 3.00 GB; time 2.21x)"),  # slower than linear
+        (300.0, 24 * 10**9, "**no** (ran; 24.00 GB; time 1.50x)"),  # not under the 24 GB
+    ],
+)
+def test_ten_million_rows_are_judged_on_running_linear_in_time(
+    seconds: float, rss: int, met: str
+) -> None:
+    """Past 5M rows the goal is issue 13's: ran, under 24 GB, time linear against 5M; 5M keeps
+    <= 2.5 GB."""
+    results = {"scale": {"1000000": scale_point(10**6, 50.0, 10**9)}}
+    extra = [
+        {"scale": {"5000000": scale_point(5 * 10**6, 200.0, 2 * 10**9)}},
+        {"scale": {"10000000": scale_point(10**7, seconds, rss)}},
+    ]
+    rows = [row for row in report.table(results, extra) if row[0].startswith("Peak RSS")]
+    assert [row[0] for row in rows] == [
+        f"Peak RSS, {n} rows (largest process)" for n in ("1,000,000", "5,000,000", "10,000,000")
+    ]
+    assert rows[1][4:] == ("<= 2.5 GB", "yes")
+    assert rows[2][2:] == (
+        report.gb(rss),
+        "0.12x",
+        "runs, peak < 24 GB, time <= 2.2x the 5,000,000-row run (2.0x rows: linear)",
+        met,
+    )
+    without_5m = report.table(results, extra[1:])
+    assert without_5m[-1][5] == "— (no 5,000,000-row run)"
+
+
 @pytest.mark.slow
 def test_quick_bench_measures_the_peer_and_lineage(built_repo: Path, tmp_path: Path) -> None:
     repo = copy_built_repo(built_repo, tmp_path / "repo")
