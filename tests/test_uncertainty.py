@@ -40,12 +40,24 @@ def test_a_resample_without_both_classes_is_left_out() -> None:
 
 
 def test_blocks_give_the_same_resamples_as_one_matrix(monkeypatch) -> None:
-    """A large split is resampled in blocks (memory stays near 16 MB): same draws, same seed."""
+    """A large split is resampled in blocks (memory stays near 2 MB): same draws, same seed."""
     whole = np.vstack(list(ev.bootstrap_counts(50, 40, seed=9)))
     monkeypatch.setattr(ev, "_CELLS_PER_BLOCK", 50 * 7)  # blocks of 7 resamples
     blocks = list(ev.bootstrap_counts(50, 40, seed=9))
     assert [len(b) for b in blocks] == [7] * 5 + [5]
     assert (np.vstack(blocks) == whole).all()  # memory bounded, results unchanged
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_intervals_are_the_same_bits_whatever_the_block_size(monkeypatch, ties: bool) -> None:
+    """Blocks of one resample (a large split) and one block of all: the same floats, exactly
+    (metrics/eval.json keeps its bytes when the block size moves)."""
+    y, proba = toy(ties=ties)
+    whole = ev.confidence_intervals(y, proba, 60, seed=5, confidence=0.9)
+    monkeypatch.setattr(ev, "_CELLS_PER_BLOCK", len(y))  # one resample a block
+    assert ev.confidence_intervals(y, proba, 60, seed=5, confidence=0.9) == whole
+    monkeypatch.setattr(ev, "_CELLS_PER_BLOCK", len(y) * 7)  # blocks of 7 resamples
+    assert ev.confidence_intervals(y, proba, 60, seed=5, confidence=0.9) == whole
 
 
 def test_intervals_are_seeded_and_hold_the_point_estimate() -> None:
