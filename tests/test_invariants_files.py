@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictflow import lineage
+from predictflow import io, lineage
 
-from .conftest import assert_one_line_error, dvc, git, predictflow
+from .conftest import BIN, assert_one_line_error, dvc, git, predictflow, run
 
 pytestmark = pytest.mark.pipeline
 
@@ -407,6 +407,62 @@ def test_predict_and_report_never_replace_an_input(repo, setup, args, fragments)
 @pytest.mark.parametrize(("setup", "args", "fragments"), synth_attacks)
 def test_synth_never_replaces_dvc_tracked_data(repo, setup, args, fragments) -> None:
     assert_refused(repo, setup, args, fragments)
+
+
+def test_one_dvc_lookup_finds_each_tracker(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    """Many paths, one Repo: each gets what DVC's `find_outs_by_path` says of it alone (the
+    tables above), however spelled, and a path outside the project gets None."""
+    monkeypatch.chdir(repo)  # DVC names a stage file relative to the working directory
+    expected = {
+        repo / RAW: PIN,
+        repo / f"models/../{RAW}": PIN,
+        repo / "models/model.pkl": "dvc.yaml stage 'train'",
+        repo / "metrics/train/plots/new.tsv": "dvc.yaml stage 'train'",
+        repo / BATCH: None,
+        repo / "scores.csv.json": None,
+        tmp_path / "elsewhere" / "scores.csv": None,
+    }
+    assert io.dvc_trackers(expected) == expected
+
+
+def test_dvc_root_is_the_root_dvc_finds(tmp_path: Path) -> None:
+    """The pre-check that spares `import dvc.repo` finds a project exactly where DVC does."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    project = tmp_path / "project"
+    for folder in (project / ".dvc", project / "a" / "b", project / "sub" / ".dvc"):
+        folder.mkdir(parents=True)
+    (project / "a" / ".dvc").write_text("")  # a file of that name makes no project
+    (tmp_path / "linked").mkdir()
+    os.symlink(project / ".dvc", tmp_path / "linked" / ".dvc")
+    (tmp_path / "elsewhere").mkdir()
+    folders = [project, project / "a", project / "a" / "b", project / "sub", tmp_path / "linked"]
+    folders += [tmp_path / "elsewhere", Path("/"), Path("/proc")]
+    for folder in folders:
+        try:
+            found: Path | None = Path(Repo.find_root(str(folder)))
+        except NotDvcRepoError:
+            found = None
+        assert io.dvc_root(folder) == found, folder
+    assert io.dvc_root(project / "a" / "b") == project
+    assert io.dvc_root(tmp_path / "elsewhere") is None
+
+
+def test_predict_outside_any_project_does_not_import_dvc(repo: Path, tmp_path: Path) -> None:
+    """Scores and record written where no DVC project lies need no DVC lookup (importing
+    `dvc.repo` alone takes 2 s); inside one, the tables above still refuse."""
+    out = tmp_path / "elsewhere" / "scores.csv"
+    argv = [BIN / "predictflow", "predict", *MODEL, "--input", BATCH, "--output", out]
+    result = run(argv, repo, PYTHONPROFILEIMPORTTIME="1")
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "predictflow.scoring" in imported  # the profile is there
+    assert "dvc.repo" not in imported
+    assert out.is_file() and out.with_name("scores.csv.json").is_file()
 
 
 @pytest.mark.parametrize(("setup", "args", "fragments"), ensure_attacks)

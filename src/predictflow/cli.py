@@ -207,14 +207,12 @@ def predict(
     churn_probability, churn_predicted. Beside it, OUTPUT.json records which versions scored
     it and with which threshold (what `evaluate-batch` reads when the labels arrive).
     """
-    from predictflow import io, monitoring
+    from predictflow import monitoring
 
     # Refused before the model loads (seconds): values no user means, an output over the input.
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
-    io.check_output(output, input_)
-    io.check_untracked(output, "the scores", "give another --output")
-    monitoring.check_record_path(output, input_)  # the scoring record beside it
+    monitoring.check_outputs(output, input_)  # the scores and the scoring record beside them
     facts, notes, text = monitoring.predict_file(
         registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
     )
@@ -392,7 +390,7 @@ def report(output: Path, version: str | None, as_json: bool) -> None:
     from predictflow import report as report_
 
     io.check_output(output)
-    io.check_untracked(output, "the report", "give another --output")
+    io.check_untracked({output: "the report"}, "give another --output")
     io.check_replaceable(output, report_.GENERATOR, "a page written by `predictflow report`")
     facts = report_.publish(registry_client(), workspace(), version, output)
     for warning in facts["warnings"]:

@@ -16,6 +16,7 @@ from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from dvc.repo import Repo
 
 
 @contextmanager
@@ -89,44 +90,83 @@ def check_output(output: Path, *inputs: Path) -> None:
         ) from None
 
 
-def dvc_tracker(path: Path) -> str | None:
-    """The `.dvc` file or `dvc.yaml` stage whose out holds `path` (resolved: links and `..`
-    count), or None when no DVC project tracks it."""
-    from dvc.exceptions import DvcException, NotDvcRepoError, OutputNotFoundError
-    from dvc.repo import Repo
-    from dvc.stage import PipelineStage
+def dvc_root(folder: Path) -> Path | None:
+    """The DVC project `folder` lies in, found as DVC's `Repo.find_root` finds it (the nearest
+    folder up to a mount point that holds a `.dvc` directory), or None outside any project.
 
-    target = path.resolve()
-    folder = next(p for p in target.parents if p.is_dir())
-    # As spelled too: with DVC's symlink cache type a tracked file resolves into the cache.
-    spellings = dict.fromkeys([str(target), os.path.abspath(path)])
+    Looked up by hand so that a path no project can track costs no `import dvc.repo` (2 s).
+    """
+    for candidate in (folder, *folder.parents):
+        if os.path.isdir(candidate / ".dvc"):
+            return candidate
+        if os.path.ismount(candidate):
+            break
+    return None
+
+
+def dvc_trackers(paths: Iterable[Path]) -> dict[Path, str | None]:
+    """For each path, the `.dvc` file or `dvc.yaml` stage whose out holds it (resolved: links
+    and `..` count), or None when no DVC project tracks it.
+
+    DVC's `Repo.find_outs_by_path` decides; its Repo is opened once per project for all the
+    paths, and DVC is not imported at all when no path lies in a project.
+    """
+    found: dict[Path, str | None] = dict.fromkeys(paths)
+    projects: dict[Path, list[Path]] = {}
+    for path in found:
+        folder = next(p for p in path.resolve().parents if p.is_dir())
+        root = dvc_root(folder)
+        if root is not None:
+            projects.setdefault(root, []).append(path)
+    for root, inside in projects.items():
+        found |= _trackers_in(root, inside)
+    return found
+
+
+def _trackers_in(root: Path, paths: list[Path]) -> dict[Path, str | None]:
+    """`dvc_trackers` for paths in the project at `root`: one Repo, one index for all."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    found: dict[Path, str | None] = {}
+    path = paths[0]  # the one named if the project cannot be read at all
     try:
-        with Repo(str(folder)) as repo:
-            for spelling in spellings:
-                try:
-                    stage = repo.find_outs_by_path(spelling, strict=False)[0].stage
-                except OutputNotFoundError:
-                    continue
-                if isinstance(stage, PipelineStage):
-                    return f"{stage.relpath} stage {stage.name!r}"
-                return stage.relpath  # a `.dvc` file
-    except NotDvcRepoError:
-        return None
+        with Repo(str(root)) as repo:
+            for path in paths:
+                found[path] = _tracker(repo, path)
     except DvcException as err:
         raise StageError(
             f"{path}: cannot tell whether DVC tracks it ({err}); fix the DVC project "
             "or pass --force"
         ) from None
+    return found
+
+
+def _tracker(repo: Repo, path: Path) -> str | None:
+    from dvc.exceptions import OutputNotFoundError
+    from dvc.stage import PipelineStage
+
+    # As spelled too: with DVC's symlink cache type a tracked file resolves into the cache.
+    for spelling in dict.fromkeys([str(path.resolve()), os.path.abspath(path)]):
+        try:
+            stage = repo.find_outs_by_path(spelling, strict=False)[0].stage
+        except OutputNotFoundError:
+            continue
+        if isinstance(stage, PipelineStage):
+            return f"{stage.relpath} stage {stage.name!r}"
+        return stage.relpath  # a `.dvc` file
     return None
 
 
-def check_untracked(path: Path, what: str, hint: str) -> None:
+def check_untracked(outputs: dict[Path, str], hint: str) -> None:
     """Refuse, before any work, an output that DVC tracks (an out of `dvc.yaml` or of a `.dvc`
-    file): writing it would replace data or a result DVC pins. `what` names what would be
-    written, `hint` says what to do instead."""
-    tracker = dvc_tracker(path)
-    if tracker:
-        raise StageError(f"{path}: tracked by DVC ({tracker}); {what} would replace it: {hint}")
+    file): writing it would replace data or a result DVC pins. `outputs` maps each path to
+    what would be written there, `hint` says what to do instead; one DVC lookup for all."""
+    for path, tracker in dvc_trackers(outputs).items():
+        if tracker:
+            raise StageError(
+                f"{path}: tracked by DVC ({tracker}); {outputs[path]} would replace it: {hint}"
+            )
 
 
 def check_replaceable(path: Path, marker: str, what: str) -> None:

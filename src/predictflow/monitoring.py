@@ -679,12 +679,14 @@ def render_realized(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_record_path(output: Path, source: Path) -> Path:
-    """The record beside `output` may replace only an earlier record: a file of the user's that
-    happens to have that name is refused before any scoring."""
-    path = record_path(output)
+def check_outputs(output: Path, source: Path) -> Path:
+    """Refuse, before any scoring, scores or a record beside them that would replace the input,
+    a DVC-tracked file (one DVC lookup for both) or a file of the user's: the record may
+    replace only an earlier record. Return the record's path."""
+    io.check_output(output, source)
+    path = record_path(output)  # a file name, now that `output` is known not to be a folder
     io.check_output(path, source)
-    io.check_untracked(path, "the scoring record", "give another --output")
+    io.check_untracked({output: "the scores", path: "the scoring record"}, "give another --output")
     if path.exists():
         try:
             kind = json.loads(path.read_text(encoding="utf-8")).get("kind")

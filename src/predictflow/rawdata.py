@@ -82,7 +82,7 @@ def write_synthetic(out: Path, rows: int, seed: int, force: bool = False) -> dic
     io.check_output(out)
     if not force:
         io.check_untracked(
-            out, "synthetic rows", "write them elsewhere, or pass --force to replace it"
+            {out: "synthetic rows"}, "write them elsewhere, or pass --force to replace it"
         )
     try:
         synth.write_csv(out, rows=rows, seed=seed)
