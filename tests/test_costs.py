@@ -86,3 +86,20 @@ def test_sweep_workers_wait_passively_unless_the_user_chose(
     assert (env[tune.SWEEP_RUN_ENV], env[tune.SWEEP_NAME_ENV]) == ("run1", "grid")
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert tune.worker_env("run1", "grid")["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_yaml_is_parsed_by_ruamels_c_parser_with_the_same_values() -> None:
+    """DVC reads dvc.yaml, dvc.lock and params.yaml with `YAML(typ="safe")` (as
+    `params.read_yaml` does) dozens of times per `dvc exp run`: 60 parses, over a third of DVC's
+    own time in pure Python. ruamel.yaml 0.19 no longer installs its C parser itself, so the
+    project does; a re-lock that drops it fails here. The values stay DVC's YAML 1.2 ones."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    from predictflow.params import read_yaml
+
+    assert CParser is not None
+    assert YAML(typ="safe").Parser is CParser
+    text = "a: 010\nb: 5e-2\nc: yes\nd: 1:30\ne: [1, 2.5, ~]\n"
+    assert read_yaml(text) == YAML(typ="safe", pure=True).load(text)
+    assert read_yaml(text) == {"a": 10, "b": 0.05, "c": "yes", "d": "1:30", "e": [1, 2.5, None]}
