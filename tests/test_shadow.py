@@ -149,6 +149,63 @@ def test_shadow_scores_both_models_and_logs_agreement(
     assert run.data.metrics["pearson"] == pytest.approx(pearson.statistic)
 
 
+def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
+    repo: Path, batches: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`registry.scorer` skips pyfunc's per-value input check for the models `train` logs: the
+    scores file (champion and shadow, unseen categories, numbers as text, blank-charge rows
+    dropped) is byte for byte what MLflow's pyfunc `predict` gives."""
+    import mlflow
+
+    from predictflow import registry, scoring
+    from predictflow.monitoring import Agreement
+
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    frame = pd.read_csv(batches["unlabelled"], dtype=str, keep_default_na=False)
+    frame.loc[:40, "PaymentMethod"] = "Crypto"  # unseen: scored and counted
+    frame.loc[50:90, "MonthlyCharges"] = " " + frame.loc[50:90, "MonthlyCharges"] + "0 "
+    frame.loc[100:110, "tenure"] = "5"
+    frame.loc[100:110, "TotalCharges"] = " "  # blank charges at tenure > 0: dropped
+    messy = tmp_path / "messy.csv"
+    frame.to_csv(messy, index=False)
+
+    client = repo_client(repo)
+    fast = {ref: registry.load_verified(client, ref) for ref in (CHAMPION, CHALLENGER)}
+    assert all(isinstance(m, registry.ProbaModel) for m in fast.values())
+    pyfunc = {ref: mlflow.pyfunc.load_model(ref) for ref in (CHAMPION, CHALLENGER)}
+    outputs = []
+    for models in (fast, pyfunc):
+        out = tmp_path / f"scores-{len(outputs)}.csv"
+        report = scoring.score_csv(
+            models[CHAMPION], messy, out, 0.5, 400, False, models[CHALLENGER], Agreement()
+        )
+        assert report.clean.unseen_categories and report.rows_scored == 1500 - 11
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_other_flavours_keep_pyfunc(tmp_path: Path) -> None:
+    """A model `train` did not log (a custom PythonModel, or scikit-learn's default `predict`)
+    is scored through pyfunc as before."""
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    from predictflow import registry
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context: object, model_input: pd.DataFrame) -> np.ndarray:
+            return np.full(len(model_input), 0.5)
+
+    mlflow.pyfunc.save_model(tmp_path / "custom", python_model=Constant())
+    plain = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    mlflow.sklearn.save_model(plain, tmp_path / "predict")
+    for name in ("custom", "predict"):
+        loaded = registry.load_local(tmp_path / name)
+        assert isinstance(loaded, mlflow.pyfunc.PyFuncModel), name
+
+
 def test_shadow_equal_to_the_champion_is_refused(
     repo: Path, batches: dict[str, Path], tmp_path: Path
 ) -> None:

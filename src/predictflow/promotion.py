@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.pyfunc import PyFuncModel
 
     from predictflow.evaluation import PairedDifference
+    from predictflow.scoring import Model
 
 TARGETS = ("staging", "production")
 
@@ -132,7 +132,7 @@ def production_gates(
     return [*gates, champion_gate(challenge, margin)]
 
 
-def held_out_scores(model: PyFuncModel, rows: pd.DataFrame) -> np.ndarray:
+def held_out_scores(model: Model, rows: pd.DataFrame) -> np.ndarray:
     """P(churn) of a (verified) registered model for the evaluation split's rows."""
     from predictflow.scoring import churn_probability
 
@@ -142,7 +142,7 @@ def held_out_scores(model: PyFuncModel, rows: pd.DataFrame) -> np.ndarray:
 def challenge(
     client: MlflowClient,
     version: ModelVersion,
-    model: PyFuncModel,
+    model: Model,
     split: Path,
     limits: Gates,
 ) -> Challenge:
@@ -263,12 +263,10 @@ def promote(
     with tempfile.TemporaryDirectory() as tmp:
         local = registry.download_verified(client, current, Path(tmp))  # refuses a swapped model
         if target == "production":
-            import mlflow
-
             sealed = lineage.sealed_commit(
                 workspace, paths.MODEL.as_posix(), current.tags["model_md5"]
             )
-            model = mlflow.pyfunc.load_model(str(local))
+            model = registry.load_local(local)
             duel = challenge(client, current, model, workspace / paths.PREPARED_TEST, limits)
             gates += production_gates(
                 aliases, current.tags, sealed, duel, limits.margin, allow_dirty
