@@ -237,7 +237,24 @@ def built_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sealed by the committed dvc.lock, holds `staging`. No test changes it: a module that needs a
     built pipeline takes `copy_built_repo(built_repo, ...)` (seconds, where a cold build is
     minutes), so it sees this state whatever ran before it."""
-    repo = copy_project(tmp_path_factory.mktemp("built") / "repo")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build_repo(tmp_path_factory.mktemp("built") / "repo")
+    # `make test` runs pytest-xdist workers: the first to get here builds, the others wait for
+    # it and share the result (each copies it, as above) instead of building their own.
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "built"
+    with FileLock(shared.with_suffix(".lock")):
+        if not (shared / "built").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            build_repo(shared / "repo")
+            (shared / "built").touch()
+    return shared / "repo"
+
+
+def build_repo(dest: Path) -> Path:
+    """A copy of the project, its data ensured and its pipeline run once (cold)."""
+    repo = copy_project(dest)
     predictflow(repo, "data", "ensure")
     dvc(repo, "repro")
     return repo
