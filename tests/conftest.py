@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .test_team_server import Server
+    from .teamserver import Server
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -222,13 +222,22 @@ def migrated_server(
     `predictflow store migrate --json` copied it, with that command's facts; this process and
     its children log in as the admin. Needs the `postgres` fixture (in test_team_server, with
     the server itself)."""
-    from .test_team_server import password, team_server
+    from .teamserver import password, team_server
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
     with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
         migrated = predictflow(repo, "store", "migrate", "--to", server.uri, "--json")
         yield server, json.loads(migrated.stdout)
+
+
+@pytest.fixture(scope="session")  # session: checked before the session-scoped pipeline_repo
+def postgres() -> str:
+    """The PostgreSQL the team-server tests use (tests/teamserver.py), or skip/fail saying why."""
+    from .teamserver import POSTGRES, admin
+
+    admin().close()
+    return POSTGRES
 
 
 @pytest.fixture(scope="session")

@@ -242,7 +242,7 @@ def test_test_job_provides_the_services_the_suite_requires() -> None:
     """PostgreSQL where the team-server tests look for it, and skips turned into failures."""
     from urllib.parse import urlsplit
 
-    from .test_team_server import POSTGRES
+    from .teamserver import POSTGRES
 
     job = jobs()["test"]
     assert job["env"]["PREDICTFLOW_REQUIRE_SERVICES"] == "1"

@@ -28,7 +28,6 @@ from .conftest import (
     repo_client,
     run,
 )
-from .test_team_server import postgres  # noqa: F401 (a fixture)
 
 MODEL = "churn-predictor"
 # Every way a user names a version, the ones that resolve and the ones that do not.

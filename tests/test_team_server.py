@@ -21,12 +21,8 @@ Without PostgreSQL on 127.0.0.1:5432 these tests skip (fail under PREDICTFLOW_RE
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,125 +37,31 @@ from .conftest import (
     REPO,
     Result,
     assert_one_line_error,
-    child_env,
     free_port,
     git,
     migrated_server,
     predictflow,
     run,
     stage_error_line,
-    stop_process_group,
 )
-from .s3server import KEY, SECRET, moto_server, unavailable
+from .s3server import KEY, SECRET, moto_server
+from .teamserver import (
+    HEALTH_TIMEOUT,
+    POSTGRES,
+    SENTINEL,
+    Server,
+    admin,
+    login,
+    password,
+    team_server,
+)
 
 pytestmark = pytest.mark.services
 
-POSTGRES = os.environ.get("PREDICTFLOW_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
 ARTIFACT_BUCKET = "predictflow-mlflow-artifacts"
-HEALTH_TIMEOUT = 120.0
 MODEL, EXPERIMENT = "churn-predictor", "churn-prediction"
 MARKER, STATE = "predictflow.migrated_from", "predictflow.migration"
-# Every password of this run contains it: grep for it where no credential may end up.
-SENTINEL = f"sentinel-{uuid.uuid4().hex}"
 USERS = {"rita": "reader", "ed": "experimenter", "rel": "releaser"}
-
-
-def password(user: str) -> str:
-    return f"{SENTINEL}-{user}"
-
-
-def login(uri: str, user: str | None, secret: str | None = None) -> dict[str, str]:
-    """Environment for a child that talks to `uri` as `user` (no user: no credentials)."""
-    env = {"MLFLOW_TRACKING_URI": uri}
-    if user:
-        env |= {
-            "MLFLOW_TRACKING_USERNAME": user,
-            "MLFLOW_TRACKING_PASSWORD": secret or password(user),
-        }
-    return env
-
-
-def admin():
-    """A connection to the server's maintenance database, or skip/fail with the reason."""
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(f"{POSTGRES}/postgres", connect_timeout=5)
-    except psycopg2.OperationalError as err:
-        first = str(err).strip().splitlines()[0]
-        unavailable(f"PostgreSQL is not reachable at {POSTGRES} ({first}); `.ci/run` starts it")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture(scope="session")  # session: checked before the session-scoped pipeline_repo
-def postgres() -> str:
-    admin().close()
-    return POSTGRES
-
-
-@dataclass
-class Server:
-    uri: str
-    database: str
-    setup_seconds: float
-    log: Path
-
-
-@contextmanager
-def team_server(workdir: Path, **env: str) -> Iterator[Server]:
-    """scripts/mlflow_server.py on a free port over a new database; both gone afterwards."""
-    database = f"predictflow_test_{uuid.uuid4().hex[:10]}"
-    port = free_port()
-    log = workdir / "mlflow-server.log"
-    settings = {
-        "PORT": str(port),
-        "PREDICTFLOW_DB_URI": f"{POSTGRES}/{database}",
-        "WORKERS": "1",
-        "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
-        "MLFLOW_AUTH_ADMIN_PASSWORD": password("admin"),
-        **env,
-    }
-    started = time.monotonic()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts" / "mlflow_server.py")],
-            cwd=workdir,
-            env=child_env(**settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import requests
-
-        deadline = started + HEALTH_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"mlflow server exited {process.returncode}:\n{log.read_text()[-3000:]}"
-                )
-            try:
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"no 200 on {uri}/health in {HEALTH_TIMEOUT}s:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
-        setup = time.monotonic() - started
-        print(f"\nmlflow server on PostgreSQL ({database}): first 200 on /health in {setup:.1f} s")
-        yield Server(uri, database, setup, log)
-    finally:
-        stop_process_group(process)
-        conn = admin()
-        with conn.cursor() as cur:
-            for name in (database, f"{database}_auth"):  # the store and its users
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
 
 
 def client(uri: str):
