@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from predictflow import lineage, tracking
 
-from .conftest import REPO
+from .conftest import REPO, copy_built_repo
 from .test_report import browser, chromium, mlflow_ui  # noqa: F401 (`browser` is a fixture)
 
 pytestmark = pytest.mark.pipeline
@@ -53,25 +53,31 @@ def keep_screenshot(shot: Path, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui(pipeline_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store exactly as the cold `dvc repro` left it: one training run, version 1."""
+    return copy_built_repo(built_repo, tmp_path_factory.mktemp("ui") / "repo")
+
+
+@pytest.fixture(scope="module")
+def ui(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("mlflow-ui") / "ui.log"
-    with mlflow_ui(pipeline_repo, log) as base:
+    with mlflow_ui(repo, log) as base:
         yield base
 
 
-def test_the_experiment_is_tagged_as_model_training(pipeline_repo: Path) -> None:
-    experiment = store(pipeline_repo).get_experiment_by_name(tracking.EXPERIMENT)
+def test_the_experiment_is_tagged_as_model_training(repo: Path) -> None:
+    experiment = store(repo).get_experiment_by_name(tracking.EXPERIMENT)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_the_runs_list_opens_on_training_runs_with_their_datasets(
     browser: str,  # noqa: F811
-    pipeline_repo: Path,
+    repo: Path,
     ui: str,
     tmp_path: Path,
 ) -> None:
-    experiment = store(pipeline_repo).get_experiment_by_name(tracking.EXPERIMENT)
-    raw_md5 = lineage.pinned_md5(pipeline_repo / "data" / "customers.csv.dvc")
+    experiment = store(repo).get_experiment_by_name(tracking.EXPERIMENT)
+    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
     shot = tmp_path / "runs.png"
     dom = page(browser, tmp_path, f"{ui}/#/experiments/{experiment.experiment_id}?{TRAINING}", shot)
     assert "Detect Issues" not in dom and "Traces" in dom  # not the GenAI overview
@@ -83,20 +89,20 @@ def test_the_runs_list_opens_on_training_runs_with_their_datasets(
 
 def test_run_and_model_pages_show_the_dataset_digests(
     browser: str,  # noqa: F811
-    pipeline_repo: Path,
+    repo: Path,
     ui: str,
     tmp_path: Path,
 ) -> None:
-    client = store(pipeline_repo)
+    client = store(repo)
     version = client.get_model_version_by_alias(tracking.MODEL_NAME, "staging")
     run = client.get_run(version.run_id)
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
-    raw_md5 = lineage.pinned_md5(pipeline_repo / "data" / "customers.csv.dvc")
-    test_md5 = lineage.file_md5(pipeline_repo / "data" / "prepared" / "test.parquet")
+    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    test_md5 = lineage.file_md5(repo / "data" / "prepared" / "test.parquet")
     assert digests == {
         "data/customers.csv": raw_md5,
         "data/prepared/train.parquet": lineage.file_md5(
-            pipeline_repo / "data" / "prepared" / "train.parquet"
+            repo / "data" / "prepared" / "train.parquet"
         ),
         "data/prepared/test.parquet": test_md5,
     }
@@ -123,18 +129,18 @@ def test_run_and_model_pages_show_the_dataset_digests(
     assert f"data/prepared/test.parquet (#{test_md5})" in dom, dom[-3000:]
 
 
-def test_compare_view_shows_each_fact_once(pipeline_repo: Path) -> None:
+def test_compare_view_shows_each_fact_once(repo: Path) -> None:
     """Params are what `train` reads, under params.yaml names; each number has one name."""
     import yaml
 
-    client = store(pipeline_repo)
+    client = store(repo)
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
-    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     read_by_train = {"base.seed": str(params["base"]["seed"])} | {
         f"model.{key}": str(value) for key, value in params["model"].items()
     }
     assert run.data.params == read_by_train
-    held_out = set(json.loads((pipeline_repo / "metrics" / "eval.json").read_text()))
+    held_out = set(json.loads((repo / "metrics" / "eval.json").read_text()))
     curves = {"validation_0-logloss", "validation_1-logloss"}
     assert set(run.data.metrics) == held_out | curves
