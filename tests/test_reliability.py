@@ -609,3 +609,23 @@ def test_tune_timeout_is_one_line_and_stops_the_queue_workers(
     status = dvc(repo, "queue", "status").stdout
     assert "Worker status: 0 active, 0 idle" in status, status
     assert not [line for line in status.splitlines() if line.endswith("Running")], status
+
+
+def test_tune_ends_the_runs_of_stages_that_were_killed(built_repo: Path, tmp_path: Path) -> None:
+    """A stage killed mid-fit cannot end its own MLflow run: the sweep marks it KILLED, so no
+    child of a finished sweep shows as running in the MLflow UI for ever."""
+    repo = copy_built_repo(built_repo, tmp_path / "repo")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC_HEAD + "    model.max_depth: [2, 3]\n    model.n_estimators: [10]\n")
+    tune = [BIN / "predictflow", "tune", "--spec", spec]
+    result = run(tune, repo, check=False, PREDICTFLOW_FAULT="train:fit")
+    assert result.returncode != 0, result.stdout
+    client = repo_client(repo)
+    experiment = client.get_experiment_by_name("churn-prediction")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`predictflow.sweep` != ''")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 2  # each train started its run before it was killed
+    assert {child.info.status for child in children} == {"KILLED"}
+    assert parent.info.status == "FAILED"

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -27,6 +27,9 @@ from predictflow import paths
 from predictflow.params import ParamsError, TuneParams, describe, load_params_data, parse_params
 from predictflow.stage import StageError
 from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -228,14 +231,28 @@ def valid_sweep(name: str) -> str:
 STATUS_GRACE = 30.0  # seconds one `dvc queue status` may take beyond the sweep's deadline
 
 
-def stop_workers(workspace: Path) -> str:
+def stop_workers(workspace: Path) -> tuple[bool, str]:
     """Kill the running tasks and stop the queue workers (after a timeout: a worker that keeps
-    a task would otherwise run, or hang, on after we return); what happened, for the message."""
+    a task would otherwise run, or hang, on after we return); whether they stopped, and what
+    happened, for the message."""
     try:
         run_dvc(["queue", "stop", "--kill"], workspace, timeout=STATUS_GRACE)
     except TuneError as err:
-        return f"stopping the workers failed too ({err}): run `dvc queue stop --kill`"
-    return "its workers were stopped (`dvc queue stop --kill`)"
+        return False, f"stopping the workers failed too ({err}): run `dvc queue stop --kill`"
+    return True, "its workers were stopped (`dvc queue stop --kill`)"
+
+
+def close_orphans(client: MlflowClient, experiment_id: str, parent_id: str) -> list[str]:
+    """Mark KILLED the sweep's child runs still RUNNING once no worker is left: a stage that
+    was killed (by `--timeout`, or by the system) cannot end its own run, and the MLflow UI
+    would show it running for ever. The ids marked."""
+    running = client.search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in running:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return [run.info.run_id for run in running]
 
 
 def sweep(
@@ -266,7 +283,7 @@ def sweep(
         tags={"predictflow.sweep": name, "predictflow.grid": json.dumps(spec.grid)},
     )
     parent_id = parent.info.run_id
-    status = "FAILED"
+    status, settled = "FAILED", False  # settled: no worker can still be running a stage
     try:
         log.info("tune: queueing %d experiments (%s-01 ...)", len(points), name)
         names = queue_points(workspace, name, points)
@@ -278,8 +295,10 @@ def sweep(
         )
         try:
             states = wait(workspace, names, timeout)
+            settled = True
         except TuneError as err:
-            raise TuneError(f"{err}; {stop_workers(workspace)}") from None
+            settled, stopped = stop_workers(workspace)
+            raise TuneError(f"{err}; {stopped}") from None
         rows = results(workspace, names, list(spec.grid), spec.metric)
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
         failed = sorted(n for n, s in states.items() if s != "Success")
@@ -289,6 +308,10 @@ def sweep(
             client.set_tag(parent_id, "predictflow.best_experiment", rows[0]["experiment"])
         status = "FINISHED" if not failed else "FAILED"
     finally:
+        if status != "FINISHED" and settled:
+            killed = close_orphans(client, experiment_id, parent_id)
+            if killed:
+                log.info("tune: marked %d unfinished child run(s) KILLED", len(killed))
         client.set_terminated(parent_id, status=status)
     facts = {
         "sweep": name,
