@@ -622,10 +622,9 @@ def test_tune_ends_the_runs_of_stages_that_were_killed(built_repo: Path, tmp_pat
     assert result.returncode != 0, result.stdout
     client = repo_client(repo)
     experiment = client.get_experiment_by_name("churn-prediction")
-    (parent,) = client.search_runs([experiment.experiment_id], "tags.`predictflow.sweep` != ''")
-    children = client.search_runs(
-        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-    )
+    sweep = client.search_runs([experiment.experiment_id], "tags.`predictflow.sweep` != ''")
+    (parent,) = [r for r in sweep if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in sweep if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2  # each train started its run before it was killed
     assert {child.info.status for child in children} == {"KILLED"}
     assert parent.info.status == "FAILED"
