@@ -62,10 +62,11 @@ repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the da
 	@echo "Done. Runs: make ui | Model lineage: predictflow lineage | Metrics: dvc metrics show"
 
 # One pytest-xdist worker per core, each taking whole test files (their module fixtures build a
-# repo or a server once); TEST_WORKERS=0 runs in this process.
+# repo or a server once), handed out in the order tests/conftest.py sorts them (longest first,
+# not xdist's most-tests-first); TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= $(shell nproc)
 test: $(INSTALLED) $(PLOTS_TEMPLATE) ## run the whole test suite (slow end-to-end tests included)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit tests only: in process, no built pipeline, server or browser
 	$(BIN)/pytest -m unit
