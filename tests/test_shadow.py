@@ -174,6 +174,8 @@ def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
     client = repo_client(repo)
     fast = {ref: registry.load_verified(client, ref) for ref in (CHAMPION, CHALLENGER)}
     assert all(isinstance(m, registry.ProbaModel) for m in fast.values())
+    # the pipeline minus its cleaning step: the rows reaching it are typed by the contract
+    assert [name for name, _ in fast[CHAMPION].estimator.steps] == ["features", "classifier"]
     pyfunc = {ref: mlflow.pyfunc.load_model(ref) for ref in (CHAMPION, CHALLENGER)}
     outputs = []
     for models in (fast, pyfunc):
