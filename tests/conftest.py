@@ -220,8 +220,8 @@ def migrated_server(
 ) -> Iterator[tuple[Server, dict[str, Any]]]:
     """A fresh authenticated team server (artifacts under `workdir`) holding `repo`'s store as
     `predictflow store migrate --json` copied it, with that command's facts; this process and
-    its children log in as the admin. Needs the `postgres` fixture (in test_team_server, with
-    the server itself)."""
+    its children log in as the admin. Needs the `postgres` fixture (below; the server is
+    tests/teamserver.py's)."""
     from .teamserver import password, team_server
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
