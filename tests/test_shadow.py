@@ -152,9 +152,10 @@ def test_shadow_scores_both_models_and_logs_agreement(
 def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
     repo: Path, batches: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`registry.scorer` skips pyfunc's per-value input check for the models `train` logs: the
-    scores file (champion and shadow, unseen categories, numbers as text, blank-charge rows
-    dropped) is byte for byte what MLflow's pyfunc `predict` gives."""
+    """`registry.scorer` skips pyfunc's per-value input check and the pipeline's cleaning step
+    for the models `train` logs: the scores file (champion and shadow, unseen categories,
+    numbers as text, blank-charge rows dropped) is byte for byte what MLflow's pyfunc `predict`
+    gives."""
     import mlflow
 
     from predictflow import registry, scoring

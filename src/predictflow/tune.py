@@ -297,8 +297,8 @@ def sweep(
             states = wait(workspace, names, timeout)
             settled = True
         except TuneError as err:
-            settled, stopped = stop_workers(workspace)
-            raise TuneError(f"{err}; {stopped}") from None
+            settled, what_happened = stop_workers(workspace)
+            raise TuneError(f"{err}; {what_happened}") from None
         rows = results(workspace, names, list(spec.grid), spec.metric)
         children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
         failed = sorted(n for n, s in states.items() if s != "Success")
