@@ -231,6 +231,43 @@ def migrated_server(
         yield server, json.loads(migrated.stdout)
 
 
+MLFLOW_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_uris_restored() -> Iterator[None]:
+    """Each test module starts on the process-wide MLflow URIs the previous one found.
+
+    `mlflow.set_tracking_uri` sets a module global and the environment, and code inside MLflow
+    reads them even when the caller holds a client on another store (`create_model_version` from
+    a `models:/m-...` source looks the logged model up through a default `MlflowClient()`). Under
+    pytest-xdist the files a worker runs before a module differ from run to run, so a module that
+    leaves its store as the default would make another fail in one run and pass in the next."""
+    before_env = {name: os.environ.get(name) for name in MLFLOW_URI_ENV}
+    before_uris = mlflow_default_uris()
+    yield
+    if "mlflow" in sys.modules:  # restored without importing MLflow into unit-test modules
+        import mlflow
+
+        mlflow.set_tracking_uri(before_uris[0])  # None: MLflow unsets it (and its variable)
+        mlflow.set_registry_uri(before_uris[1])
+    for name, value in before_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def mlflow_default_uris() -> tuple[str | None, str | None]:
+    """MLflow's process-wide tracking and registry URIs (None before MLflow is imported or set)."""
+    if "mlflow" not in sys.modules:
+        return None, None
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return tracking_utils._tracking_uri, registry_utils._registry_uri
+
+
 @pytest.fixture(scope="session")  # session: checked before the session-scoped pipeline_repo
 def postgres() -> str:
     """The PostgreSQL the team-server tests use (tests/teamserver.py), or skip/fail saying why."""

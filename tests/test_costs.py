@@ -27,13 +27,11 @@ ROUNDS = 60
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One fresh SQLite store for the module (creating its tables takes seconds)."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # conftest's mlflow_uris_restored puts the default back
     mlflow.set_experiment("cost")
     training.enable_autolog("xgboost")
     yield uri
     mlflow.xgboost.autolog(disable=True)
-    mlflow.set_tracking_uri(previous)
 
 
 def _fit_counting(

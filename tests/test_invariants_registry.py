@@ -48,15 +48,13 @@ ALIASES = ("staging", "production")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One fresh SQLite store for the module (creating its tables takes seconds)."""
     import mlflow
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
     mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
-    yield uri
-    mlflow.set_tracking_uri(previous)
+    return uri  # the tests make it the default; conftest's mlflow_uris_restored undoes that
 
 
 @pytest.fixture

@@ -122,13 +122,13 @@ def assert_same_facts(fast, reference, workspace: Path) -> None:
 
 @pytest.fixture(scope="module")
 def store_repo(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import mlflow
+
     repo = copy_built_repo(built_repo, tmp_path_factory.mktemp("read") / "repo")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}")
-    try:
-        populate(repo_client(repo))
-    finally:
-        mp.undo()
+    # The default store too: MLflow looks a `models:/m-...` source up through it (conftest's
+    # mlflow_uris_restored puts the previous default back after this module).
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}")
+    populate(repo_client(repo))
     return repo
 
 
