@@ -86,6 +86,27 @@ class CleanReport:
             self.unseen_categories[column] = self.unseen_categories.get(column, 0) + count
 
 
+@dataclass
+class FileLabels:
+    """Whether a file read in chunks carries labels: decided for the whole file, as `clean`
+    decides it for one frame. The lenient `clean` drops a chunk's all-blank `Churn`, so a file
+    whose labels stop (or start) at a chunk boundary would otherwise be scored into rows of
+    two widths under one header; here it fails where the whole file would, at its first blank
+    label."""
+
+    source: str
+    labelled: bool | None = None  # the first chunk's answer
+    first_index: int = 0
+
+    def check(self, chunk: pd.DataFrame, rows: pd.DataFrame) -> None:
+        """`rows` is the lenient `clean` of the raw `chunk`."""
+        if self.labelled is None:
+            self.labelled, self.first_index = TARGET in rows, int(chunk.index[0])
+        elif (TARGET in rows) != self.labelled:
+            blank = int(chunk.index[0]) if self.labelled else self.first_index
+            _fail(self.source, TARGET, blank, "", "must be Yes or No")
+
+
 def _line(source: str, index: int) -> int:
     """File line (as an editor numbers it) where data record `index` starts.
 
