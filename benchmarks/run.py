@@ -381,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --report-only: raw JSON "
         "of another run whose figures replace this one's (a 1M-row run apart from --quick)",
     )
-    parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--workdir", type=Path, help="where the temporary repositories go (created if missing)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
     return parser
 
@@ -410,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
             results.setdefault("merged", []).append({**facts, "figures": merged, "raw": str(path)})
         report.write(results, args.out, extra)
         return
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="predictflow-bench-", dir=args.workdir))
     bench = Bench(args, work)
     raw = args.json or work.parent / f"{work.name}.json"
