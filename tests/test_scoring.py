@@ -59,6 +59,17 @@ def test_written_scores_are_pandas_csv_and_the_digest_is_of_the_score_columns(
         assert ID.encode() not in digested and b"ABCDE" not in digested
 
 
+def test_a_frame_laid_out_otherwise_is_still_written_as_pandas_writes_it() -> None:
+    scores = score_frame_of([f"{i:04d}-ABCDE" for i in range(20)], labelled=True, shadow=False)
+    for columns in (
+        ["churn_probability", ID, "churn_predicted", TARGET],
+        [ID, TARGET, "churn_probability", "churn_predicted"],
+    ):
+        out = io.StringIO()
+        assert write_scores(out, scores[columns], True) == score_text(scores[columns])
+        assert out.getvalue() == scores[columns].to_csv(index=False, lineterminator="\n")
+
+
 def test_score_csv_in_chunks_writes_one_header_and_reads_back_the_scored_rows(
     tmp_path: Path,
 ) -> None:
