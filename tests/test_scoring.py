@@ -117,3 +117,12 @@ def test_labels_that_change_at_a_chunk_boundary_fail_as_the_whole_file_does(
         score_csv(ChargesModel(), source, tmp_path / "chunked.csv", 0.5, chunk_rows=40)
     assert str(chunked.value) == str(whole.value) == expected
     assert list(tmp_path.iterdir()) == [source]  # nothing written, not even a temp file
+
+
+def test_a_header_only_file_is_still_the_one_line_of_no_rows(tmp_path: Path) -> None:
+    source = tmp_path / "batch.csv"
+    write_csv(source, rows=3, seed=5)
+    source.write_text(source.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataContractError, match=r"no data rows after the header"):
+        score_csv(ChargesModel(), source, tmp_path / "scores.csv", 0.5, chunk_rows=40)
+    assert list(tmp_path.iterdir()) == [source]

@@ -99,7 +99,9 @@ class FileLabels:
     first_index: int = 0
 
     def check(self, chunk: pd.DataFrame, rows: pd.DataFrame) -> None:
-        """`rows` is the lenient `clean` of the raw `chunk`."""
+        """`rows` is the lenient `clean` of the raw `chunk` (empty for a header-only file)."""
+        if chunk.empty:
+            return
         if self.labelled is None:
             self.labelled, self.first_index = TARGET in rows, int(chunk.index[0])
         elif (TARGET in rows) != self.labelled:
