@@ -240,8 +240,8 @@ def scorer(model: PyFuncModel) -> Model:
     and when the pipeline starts with the contract's own cleaning step (`ContractCleaner`, for
     served clients' raw rows) that step is skipped: on typed rows it is the identity (a test
     holds the bytes equal to pyfunc's). With both, batch scoring at 1M rows went from 0.64x to
-    0.79x of the bare script (docs/benchmarks.md). Any other flavour or predict function keeps
-    pyfunc.
+    0.79x of the bare script (one loaded machine, 2026-11-27; docs/benchmarks.md has the
+    current figure). Any other flavour or predict function keeps pyfunc.
     """
     function = model.metadata.flavors.get("python_function", {})
     if model.loader_module != "mlflow.sklearn" or function.get("predict_fn") != "predict_proba":
