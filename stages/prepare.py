@@ -7,6 +7,7 @@ the prepared files have the row groups a single `to_parquet` gives them."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from pathlib import Path
 
@@ -22,6 +23,18 @@ CHUNK_ROWS = 200_000  # raw rows read and cleaned at a time
 BATCH_ROWS = 1024 * 1024  # rows per write: pyarrow's default row group size
 
 
+def check_unchanged(raw: Path, read_md5: str) -> None:
+    """Refuse when the file at `raw` now is not the bytes just read: DVC hashes the path after
+    the stage, and the lock (and every version's `data_md5`) would name data nobody trained on."""
+    with raw.open("rb") as handle:
+        now = hashlib.file_digest(handle, "md5").hexdigest()
+    if now != read_md5:
+        raise stage.StageError(
+            f"{raw}: changed while prepare read it (read md5 {read_md5}, now {now}); nothing "
+            "written: run `dvc repro` again once the file is no longer being replaced"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--raw", type=Path, default=paths.RAW_DATA)
@@ -32,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
-    frame, report = clean_file(args.raw, CHUNK_ROWS)
+    read = hashlib.md5()
+    frame, report = clean_file(args.raw, CHUNK_ROWS, read)
+    check_unchanged(args.raw, read.hexdigest())
     if report.extra_columns:
         log.warning("ignoring extra column(s): %s", ", ".join(report.extra_columns))
     if report.rows_dropped_total_charges:

@@ -10,6 +10,7 @@ MLflow run left RUNNING. Real `predictflow`, `dvc` and MLflow store; no mocks.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -211,6 +212,30 @@ def users_page(repo: Path) -> None:
     (repo / "reports" / "mine.html").write_text("<html><body>my notes</body></html>\n")
 
 
+def users_notes(repo: Path) -> None:
+    """A file of the user's own where the scores or the synthetic rows would go."""
+    (repo / "notes.csv").write_text("customerID,note\n0001-AAAAA,call back\n")
+
+
+def scored_then(edit: Callable[[Path, Path], None]) -> Setup:
+    """`predict` wrote s.csv and its record; then the user did `edit` (to the scores, record)."""
+
+    def make(repo: Path) -> None:
+        predictflow(repo, "predict", *MODEL, "--input", BATCH, "--output", "s.csv")
+        edit(repo / "s.csv", repo / "s.csv.json")
+
+    return make
+
+
+def labels_filled_in(scores: Path, _record: Path) -> None:
+    frame = pd.read_csv(scores, dtype=str).assign(Churn="No")
+    frame.to_csv(scores, index=False)
+
+
+def record_removed(_scores: Path, record: Path) -> None:
+    record.unlink()
+
+
 def raw_removed(repo: Path) -> None:
     (repo / RAW).unlink()
 
@@ -315,6 +340,33 @@ predict_attacks = [
         ("blank.csv", "no row can be scored", "blank TotalCharges", "nothing was written"),
         id="no-scorable-row",
     ),
+    *(
+        pytest.param(
+            setup,
+            (*PREDICT, name),
+            (name, "is not scores `predictflow predict` wrote", "--force"),
+            id=f"output-over-{name}",
+        )
+        for setup, name in (
+            (nothing, "params.yaml"),
+            (nothing, "dvc.yaml"),
+            (nothing, ".gitignore"),
+            (users_notes, "notes.csv"),
+            (symlink("scores.csv", "params.yaml"), "scores.csv"),
+        )
+    ),
+    pytest.param(
+        scored_then(labels_filled_in),
+        (*PREDICT, "s.csv"),
+        ("s.csv", "or was edited since", "--force"),
+        id="output-scores-the-user-labelled",
+    ),
+    pytest.param(
+        scored_then(record_removed),
+        (*PREDICT, "s.csv"),
+        ("s.csv", "is not scores", "--force"),
+        id="output-scores-without-record",
+    ),
     pytest.param(
         nothing,
         ("report", "--output", RAW),
@@ -370,6 +422,15 @@ synth_attacks = [
         id="inside-a-directory-out",
     ),
     pytest.param(nothing, (*SYNTH, "data"), ("data", "is a directory"), id="out-directory"),
+    *(
+        pytest.param(setup, (*SYNTH, name), (name, "exists", "--force"), id=f"over-{name}")
+        for setup, name in (
+            (nothing, "dvc.yaml"),
+            (nothing, "params.yaml"),
+            (users_notes, "notes.csv"),
+            (symlink("out.csv", "params.yaml"), "out.csv"),
+        )
+    ),
 ]
 
 DIFFERS = (RAW, "differs from md5", PIN, f"`dvc add {RAW}`", f"`dvc checkout --force {RAW}`")
@@ -488,6 +549,20 @@ def test_failed_bootstrap_leaves_no_file_for_dvc_repro_to_adopt(repo: Path) -> N
     assert not os.path.lexists(repo / RAW)
     assert yaml.safe_load((repo / PIN).read_text())["outs"][0]["md5"] == ELSEWHERE
     assert git(repo, "diff", "--cached", "--name-only").stdout == ""
+
+
+def test_predict_replaces_its_own_scores_and_force_a_users_file(repo: Path) -> None:
+    """Scores predict wrote (its record's output_md5 matches) are replaced by a rerun; a user's
+    file only with --force."""
+    scores = ("predict", *MODEL, "--input", BATCH, "--output")
+    predictflow(repo, *scores, "s.csv")
+    first = (repo / "s.csv").read_bytes()
+    predictflow(repo, *scores, "s.csv", "--threshold", "0.9")
+    assert (repo / "s.csv").read_bytes() != first  # other labels at another threshold
+    assert json.loads((repo / "s.csv.json").read_text())["threshold"] == 0.9
+    users_notes(repo)
+    predictflow(repo, *scores, "notes.csv", "--force")
+    assert (repo / "notes.csv").read_text().startswith("customerID,churn_probability")
 
 
 def test_synth_force_replaces_tracked_data(repo: Path) -> None:

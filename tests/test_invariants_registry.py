@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -310,6 +311,35 @@ def edited_params(repo: Path, old: str, new: str) -> Iterator[None]:
         dvc(repo, "checkout", "-f", "-q")
 
 
+SPLIT = "data/prepared/test.parquet"
+
+
+@contextlib.contextmanager
+def forged_split(repo: Path, pin: bool = False, remove: bool = False) -> Iterator[None]:
+    """The workspace's held-out split replaced by rows the model trained on (as another seed's
+    split, left by `git checkout` without `dvc checkout`, would hold ~80% of); with `pin`,
+    dvc.lock edited to record the forged file's md5 too; with `remove`, the split is gone."""
+    import pandas as pd
+
+    path, lock = repo / SPLIT, repo / "dvc.lock"
+    original, lock_text = path.read_bytes(), lock.read_text()
+    if remove:
+        path.unlink()
+    else:
+        held_out = pd.read_parquet(path)
+        trained_on = pd.read_parquet(repo / "data/prepared/train.parquet").head(len(held_out))
+        trained_on.to_parquet(path, index=False)
+        if pin:
+            lock.write_text(
+                lock_text.replace(hashlib.md5(original).hexdigest(), lineage.file_md5(path))
+            )
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+        lock.write_text(lock_text)
+
+
 def held_out_csv(repo: Path) -> Path:
     """A few raw-layout rows to score."""
     lines = (repo / "data/customers.csv").read_text().splitlines(keepends=True)[:30]
@@ -347,6 +377,42 @@ def predict(repo: Path) -> Result:
     return result
 
 
+def version_1_uris(repo: Path) -> dict[str, str]:
+    """Every way to name version 1's model that MLflow loads: run, logged model, folder."""
+    version = client_of(repo).get_model_version(MODEL_NAME, "1")
+    logged = version.source.removeprefix("models:/")  # MLflow 3: the logged model's m-<id>
+    (folder,) = (repo / "mlflow_data").rglob(f"{logged}/artifacts")
+    return {
+        "runs": f"runs:/{version.run_id}/model",
+        "logged": version.source,
+        "path": str(folder),
+        "file": folder.as_uri(),
+    }
+
+
+def predict_with(form: str, role: str = "model") -> Callable[[Path], Result]:
+    """`predict` naming version 1 by `form` as the model, or as the shadow of version 2."""
+
+    def command(repo: Path) -> Result:
+        uri = version_1_uris(repo)[form]
+        output = repo.parent / "scores.csv"
+        models = ["--model", uri] if role == "model" else ["--model", "2", "--shadow", uri]
+        result = predictflow(
+            repo,
+            "predict",
+            *models,
+            "--input",
+            held_out_csv(repo),
+            "--output",
+            output,
+            check=False,
+        )
+        assert not output.exists()
+        return result
+
+    return command
+
+
 def repro_register(repo: Path) -> Result:
     """Only the register stage, as `dvc repro -s -f register` runs it (DVC's status is fooled)."""
     return dvc(repo, "repro", "-s", "-f", "register", check=False)
@@ -370,6 +436,52 @@ ATTACKS = [
         swapped_artifact,
         predict,
         lambda r: assert_one_line_error(r, "version 1: artifact model.pkl has md5", "refusing"),
+    ),
+    *(
+        Attack(
+            f"swapped artifact: predict {role} by {form} URI",
+            swapped_artifact,
+            predict_with(form, role),
+            lambda r: assert_one_line_error(
+                r, "artifact model.pkl has md5", "model_md5 tag of run", "refusing"
+            ),
+        )
+        for form in ("runs", "logged", "path", "file")
+        for role in ("model", "shadow")
+    ),
+    Attack(
+        "swapped artifact: drift",
+        swapped_artifact,
+        lambda repo: predictflow(
+            repo, "drift", "--model", "1", "--input", held_out_csv(repo), check=False
+        ),
+        lambda r: assert_one_line_error(r, "version 1: artifact model.pkl has md5", "refusing"),
+    ),
+    Attack(
+        "training rows as the workspace's held-out split: promote production",
+        forged_split,
+        promote("1", "--to", "production", "--allow-dirty"),
+        lambda r: assert_one_line_error(
+            r, f"{SPLIT} has md5", "but dvc.lock records", f"dvc checkout {SPLIT}"
+        ),
+    ),
+    Attack(
+        "training rows as the held-out split, pinned in dvc.lock: promote production",
+        lambda repo: forged_split(repo, pin=True),
+        promote("1", "--to", "production", "--allow-dirty"),
+        lambda r: assert_one_line_error(
+            r,
+            "version 1 was trained beside held-out split",
+            "base.seed 42",
+            "not the one dvc.lock pins",
+            "its training rows may be among the gate's rows",
+        ),
+    ),
+    Attack(
+        "held-out split missing: promote production",
+        lambda repo: forged_split(repo, remove=True),
+        promote("1", "--to", "production"),
+        lambda r: assert_one_line_error(r, f"{SPLIT}: cannot read it", "dvc checkout"),
     ),
     Attack(
         "artifacts folder deleted: promote",
@@ -456,3 +568,61 @@ def test_lineage_never_shows_another_versions_register_hashes(repo: Path) -> Non
     assert view["stages"]["train"]["outs"]["models/model.pkl"] == view["model_md5"]
     text = predictflow(repo, "lineage", "2").stdout
     assert "register              not recorded: dvc.lock gets its entry only after" in text
+
+
+def test_a_model_folder_no_run_vouches_for_is_refused(repo: Path) -> None:
+    """A copy of a real model folder whose MLmodel names no run (or a run this store lacks):
+    its bytes are intact, but nothing recorded them, so no door loads it."""
+    import shutil
+
+    source = artifact_file(repo, "1").parent
+    for name, edit in (
+        ("no-run", lambda text: "\n".join(x for x in text.splitlines() if "run_id" not in x)),
+        ("foreign-run", lambda text: text.replace("run_id: ", "run_id: 0000")),
+    ):
+        folder = repo.parent / name
+        shutil.copytree(source, folder)
+        (folder / "MLmodel").write_text(edit((folder / "MLmodel").read_text()))
+        output = repo.parent / f"{name}.csv"
+        result = predictflow(
+            repo,
+            "predict",
+            "--model",
+            folder,
+            "--input",
+            held_out_csv(repo),
+            "--output",
+            output,
+            check=False,
+        )
+        expected = "no run is recorded" if name == "no-run" else "is not in this tracking store"
+        assert_one_line_error(result, str(folder), expected, "load a registered version")
+        assert not output.exists()
+
+
+def test_the_gate_scores_only_the_split_both_versions_were_held_out_from(
+    built_repo: Path, tmp_path: Path
+) -> None:
+    """The attack as a user meets it: an experiment with another seed is registered (v2), then
+    `git checkout -- .` restores the code but leaves that seed's split in the workspace. The
+    gate refuses those rows; after `dvc checkout` v1 goes to production on the proven split;
+    v2, trained beside another split (~80% of v1's held-out rows in its training set), is
+    refused against it with or without --allow-dirty."""
+    repo = copy_built_repo(built_repo, tmp_path / "repo")
+    dvc(repo, "exp", "run", "-S", "base.seed=7", "-n", "seed7")
+    git(repo, "checkout", "--", ".")
+    refused = predictflow(repo, "promote", "1", "--to", "production", check=False)
+    assert_one_line_error(refused, f"{SPLIT} has md5", "but dvc.lock records")
+    dvc(repo, "checkout", "-q")
+    predictflow(repo, "promote", "1", "--to", "production", "--reason", "first release")
+    predictflow(repo, "promote", "2", "--to", "staging")
+    for flags in ((), ("--allow-dirty",)):
+        result = predictflow(repo, "promote", "2", "--to", "production", *flags, check=False)
+        assert_one_line_error(
+            result,
+            "version 2 was trained beside held-out split",
+            "base.seed 7",
+            "base.seed 42",
+            "its training rows may be among the gate's rows",
+        )
+    assert registry.holder(client_of(repo), "production").version == 1

@@ -3,10 +3,14 @@ runs it."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -297,4 +301,54 @@ def test_stage_rejects_a_four_row_file_with_one_line(project: Path) -> None:
         "train and 1 held-out rows: each split needs a Yes and a No row (at least 2 rows of "
         "each class in all); add rows, or set prepare.test_size so both splits get at least 2 rows",
     )
+    _assert_no_outputs(project)
+
+
+def _swap_by_mv(raw: Path) -> None:
+    """Another file moved over the raw one (a new inode: the reader keeps the old one)."""
+    small = raw.with_name("small.csv")
+    synth.write_csv(small, rows=300, seed=2)
+    os.replace(small, raw)
+
+
+def _rewrite_head_in_place(raw: Path) -> None:
+    """The first bytes rewritten in place (same inode, same size): the reader is past them."""
+    with raw.open("r+b") as handle:
+        header = handle.readline()
+        line = handle.readline()
+        handle.seek(len(header))
+        handle.write(line.replace(b"Yes", b"No!") if b"Yes" in line else line.replace(b"No", b"Ys"))
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+@pytest.mark.parametrize("swap", [_swap_by_mv, _rewrite_head_in_place], ids=["mv", "in-place"])
+def test_stage_refuses_a_raw_file_changed_while_it_reads(project: Path, swap) -> None:
+    """What DVC hashes after the stage must be what the stage read: the file is replaced once
+    prepare has opened it (seen in /proc), before it has finished reading."""
+    synth.write_csv(project / RAW, rows=150_000, seed=1)
+    command = [
+        sys.executable, str(SCRIPT), "--raw", str(RAW), "--train", str(TRAIN),
+        "--test", str(TEST), "--metrics", str(METRICS), "--params", "params.yaml",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    raw = (project / RAW).resolve()
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(raw) for fd in fds.iterdir()):
+                break
+        time.sleep(0.005)
+    assert process.poll() is None, "prepare finished before the file could be replaced"
+    swap(project / RAW)
+    stdout, stderr = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    now = hashlib.md5((project / RAW).read_bytes()).hexdigest()
+    assert result.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"prepare: error: {RAW}: changed while prepare read it (read md5 ")
+    assert f"now {now}); nothing written" in line
     _assert_no_outputs(project)

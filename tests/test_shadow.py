@@ -152,13 +152,13 @@ def test_shadow_scores_both_models_and_logs_agreement(
 def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
     repo: Path, batches: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`registry.scorer` skips pyfunc's per-value input check and the pipeline's cleaning step
+    """`artifacts.scorer` skips pyfunc's per-value input check and the pipeline's cleaning step
     for the models `train` logs: the scores file (champion and shadow, unseen categories,
     numbers as text, blank-charge rows dropped) is byte for byte what MLflow's pyfunc `predict`
     gives."""
     import mlflow
 
-    from predictflow import registry, scoring
+    from predictflow import artifacts, scoring
     from predictflow.monitoring import Agreement
 
     uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
@@ -173,8 +173,8 @@ def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
     frame.to_csv(messy, index=False)
 
     client = repo_client(repo)
-    fast = {ref: registry.load_verified(client, ref) for ref in (CHAMPION, CHALLENGER)}
-    assert all(isinstance(m, registry.ProbaModel) for m in fast.values())
+    fast = {ref: artifacts.load_verified(client, ref) for ref in (CHAMPION, CHALLENGER)}
+    assert all(isinstance(m, artifacts.ProbaModel) for m in fast.values())
     # the pipeline minus its cleaning step: the rows reaching it are typed by the contract
     assert [name for name, _ in fast[CHAMPION].estimator.steps] == ["features", "classifier"]
     pyfunc = {ref: mlflow.pyfunc.load_model(ref) for ref in (CHAMPION, CHALLENGER)}
@@ -195,7 +195,7 @@ def test_other_flavours_keep_pyfunc(tmp_path: Path) -> None:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    from predictflow import registry
+    from predictflow import artifacts
 
     class Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context: object, model_input: pd.DataFrame) -> np.ndarray:
@@ -205,7 +205,7 @@ def test_other_flavours_keep_pyfunc(tmp_path: Path) -> None:
     plain = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     mlflow.sklearn.save_model(plain, tmp_path / "predict")
     for name in ("custom", "predict"):
-        loaded = registry.load_local(tmp_path / name)
+        loaded = artifacts.load_local(tmp_path / name)
         assert isinstance(loaded, mlflow.pyfunc.PyFuncModel), name
 
 

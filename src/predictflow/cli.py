@@ -125,7 +125,7 @@ def data() -> None:
 @click.option("--rows", type=int, default=SYNTH_ROWS, show_default=True, help="Customers.")
 @click.option("--seed", type=int, default=SYNTH_SEED, show_default=True, help="Random seed.")
 @click.option("--out", type=Path, default=RAW_DATA, show_default=True, help="Output CSV.")
-@click.option("--force", is_flag=True, help="Replace the file even if DVC tracks it.")
+@click.option("--force", is_flag=True, help="Replace an existing file, even one DVC tracks.")
 @json_option
 def data_synth(rows: int, seed: int, out: Path, force: bool, as_json: bool) -> None:
     """Write a synthetic data set in the raw layout (byte-identical per arguments)."""
@@ -191,6 +191,11 @@ def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
     "shadow_churn_predicted, agreement on stdout and as a churn-monitoring run.",
 )
 @chunk_rows_option("Rows scored")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing --output that predict did not write (or that was edited since).",
+)
 @json_option
 def predict(
     model: str,
@@ -199,6 +204,7 @@ def predict(
     threshold: float | None,
     shadow: str | None,
     chunk_rows: int,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Score a raw-layout CSV with a registered model (streams in chunks).
@@ -212,7 +218,7 @@ def predict(
     # Refused before the model loads (seconds): values no user means, an output over the input.
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
-    monitoring.check_outputs(output, input_)  # the scores and the scoring record beside them
+    monitoring.check_outputs(output, input_, force)  # the scores and the record beside them
     facts, notes, text = monitoring.predict_file(
         registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
     )

@@ -378,7 +378,7 @@ def check(
 ) -> dict[str, Any]:
     """`predictflow drift`: the batch against the training data of `model_ref`'s version,
     logged as a monitoring run; return the facts (`verdict` is "drift" or "ok")."""
-    from predictflow import provenance, registry
+    from predictflow import artifacts, provenance, registry
     from predictflow.params import load_params
 
     params = load_params(workspace / "params.yaml").drift
@@ -389,7 +389,7 @@ def check(
     # How `prepare` split the data: its params as the dvc.lock logged at registration hashed
     # them (the run records only what `train` reads).
     split_params = provenance.recorded_stages(client, version.run_id).get("prepare", {})
-    model = registry.load_checked(
+    model = artifacts.load_verified(
         client, f"models:/{tracking.MODEL_NAME}/{version.version}", shown=model_ref
     )
     reference = load_reference(workspace, data_md5, split_params.get("params", {}))

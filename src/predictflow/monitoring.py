@@ -20,7 +20,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,10 @@ def resolve_model(client: MlflowClient, uri: str) -> ModelRef:
         from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 
         return ModelRef(uri, run_id=RunsArtifactRepository.parse_runs_uri(uri)[0])
+    if uri.startswith("models:/m-") and "/" not in uri.removeprefix("models:/"):
+        from predictflow.artifacts import logged_model_run
+
+        return ModelRef(uri, run_id=logged_model_run(client, uri.removeprefix("models:/")))
     if not uri.startswith("models:/"):
         return ModelRef(uri)
     name, at, selector = uri.removeprefix("models:/").partition("@")
@@ -97,9 +101,11 @@ def resolve_model(client: MlflowClient, uri: str) -> ModelRef:
 
 def check_distinct(champion: ModelRef, shadow: ModelRef) -> None:
     """Shadowing a model with itself measures nothing; refuse before scoring. The same model
-    however named: the same registered version, or a `runs:/` URI of the run that logged it
-    (a training run logs one model)."""
-    if champion.version and shadow.version:
+    however named: the same verified bytes (a path to the champion's folder), the same
+    registered version, or a `runs:/` URI of the run that logged it (a run logs one model)."""
+    if champion.model_md5 and champion.model_md5 == shadow.model_md5:
+        same = True
+    elif champion.version and shadow.version:
         same = (champion.name, champion.version) == (shadow.name, shadow.version)
     else:
         same = champion.uri == shadow.uri or (
@@ -232,6 +238,7 @@ def scoring_record(
         "input": str(source),
         "batch_md5": lineage.file_md5(source),
         "output": str(output),
+        "output_md5": lineage.file_md5(output),  # the file predict may replace without --force
         "threshold": threshold,
         "rows_scored": rows_scored,
         "scores_md5": scores_md5,  # of the score columns (scoring.score_text)
@@ -679,10 +686,11 @@ def render_realized(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_outputs(output: Path, source: Path) -> Path:
+def check_outputs(output: Path, source: Path, force: bool = False) -> Path:
     """Refuse, before any scoring, scores or a record beside them that would replace the input,
     a DVC-tracked file (one DVC lookup for both) or a file of the user's: the record may
-    replace only an earlier record. Return the record's path."""
+    replace only an earlier record, the scores only scores that record says predict wrote,
+    unchanged since (its `output_md5`), unless `force`. Return the record's path."""
     io.check_output(output, source)
     path = record_path(output)  # a file name, now that `output` is known not to be a folder
     io.check_output(path, source)
@@ -697,7 +705,26 @@ def check_outputs(output: Path, source: Path) -> Path:
                 f"{path}: exists and is not a predictflow scoring record; predict writes its "
                 "record there: move that file away or give another --output"
             )
+    if not force and (output.exists() or output.is_symlink()) and not wrote_scores(output, path):
+        raise StageError(
+            f"{output}: exists and is not scores `predictflow predict` wrote (or was edited "
+            "since): give another --output, or pass --force to replace it"
+        )
     return path
+
+
+def wrote_scores(output: Path, record: Path) -> bool:
+    """Whether `output` is, byte for byte, the scores file the record beside it says predict
+    wrote: the only file predict replaces without --force."""
+    try:
+        written = json.loads(record.read_text(encoding="utf-8"))
+        return (
+            written.get("kind") == RECORD_KIND
+            and output.is_file()
+            and written.get("output_md5") == lineage.file_md5(output)
+        )
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def write_record(output: Path, record: dict[str, Any]) -> Path:
@@ -721,7 +748,7 @@ def predict_file(
     churn-monitoring run; return the facts, the notes for the user and the text to print."""
     from mlflow.exceptions import MlflowException
 
-    from predictflow import registry
+    from predictflow import artifacts
     from predictflow.scoring import default_threshold, notes, score_csv
 
     refs: dict[str, ModelRef] = {}
@@ -733,10 +760,14 @@ def predict_file(
             refs[role] = resolve_model(client, uri)
         except (MlflowException, OSError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise registry.ArtifactError(f"cannot load model {uri!r}: {first}") from None
+            raise artifacts.ArtifactError(f"cannot load model {uri!r}: {first}") from None
         if role == "shadow":
             check_distinct(refs["champion"], refs["shadow"])
-        models[role] = registry.load_checked(client, refs[role].pinned_uri, shown=uri)
+        models[role], proof = artifacts.load_with_proof(client, refs[role].pinned_uri, shown=uri)
+        # What was verified, recorded: a runs:/ URI or a path gets the md5 its run vouched for.
+        refs[role] = replace(refs[role], model_md5=proof.md5, run_id=proof.run_id)
+        if role == "shadow":  # the same bytes however named (a path to the champion's folder)
+            check_distinct(refs["champion"], refs["shadow"])
     if threshold is None:
         threshold = default_threshold(lineage.workspace_root())
     report = score_csv(

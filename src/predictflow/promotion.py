@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import access, lineage, paths, registry
+from predictflow import access, artifacts, lineage, paths, registry
 from predictflow.errors import UserError
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
@@ -132,6 +132,77 @@ def production_gates(
     return [*gates, champion_gate(challenge, margin)]
 
 
+@dataclass(frozen=True)
+class ProvenSplit:
+    """The evaluation split as `dvc.lock` pins it, read from bytes whose md5 was checked."""
+
+    path: str  # as dvc.lock names it
+    md5: str
+    params: dict[str, object]  # the `prepare` params the lock hashed (base.seed, test_size)
+    data: bytes
+
+
+def proven_split(workspace: Path, split: str = paths.PREPARED_TEST.as_posix()) -> ProvenSplit:
+    """The held-out split whose md5 the workspace's `dvc.lock` records, verified by hashing the
+    very bytes the gate then scores. Whatever else sits at that path (a split another seed made,
+    left by `git checkout` without `dvc checkout`) is refused."""
+    import hashlib
+
+    stages = lineage.load_lock(workspace)
+    locked = lineage.locked_out_md5(stages, split)
+    if locked is None:
+        raise PromotionRefused(
+            f"dvc.lock records no {split}, so the gate has no proven held-out rows: run "
+            "`dvc repro` first"
+        )
+    try:
+        data = (workspace / split).read_bytes()
+    except OSError as err:
+        raise PromotionRefused(
+            f"{split}: cannot read it ({err.strerror}); run `dvc checkout {split}` first"
+        ) from None
+    actual = hashlib.md5(data).hexdigest()
+    if actual != locked:
+        raise PromotionRefused(
+            f"{split} has md5 {actual} but dvc.lock records {locked}: these are not the "
+            f"held-out rows the lock pins; run `dvc checkout {split}` (or `dvc repro`) and "
+            "promote again"
+        )
+    owner = next((s for s in stages.values() if split in s.outs), None)
+    return ProvenSplit(split, locked, dict(owner.params) if owner else {}, data)
+
+
+def _describe_split(md5: str, params: dict[str, object]) -> str:
+    settings = ", ".join(f"{k} {v}" for k, v in sorted(params.items()))
+    return f"{md5[:12]}" + (f" ({settings})" if settings else "")
+
+
+def split_gate(client: MlflowClient, version: ModelVersion, split: ProvenSplit) -> None:
+    """Refuse a version whose own recorded held-out split is not `split`: trained from another
+    split (another seed, test size or data), its training rows may be among the gate's rows,
+    and its score on them proves nothing. Read from the `dvc.lock` logged with its run."""
+    from predictflow import provenance
+
+    number = str(version.version)
+    recorded = provenance.recorded_stages(client, version.run_id)
+    owner = next((s for s in recorded.values() if split.path in s["outs"]), None)
+    if owner is None:
+        raise PromotionRefused(
+            f"version {number} records no held-out split (its run {version.run_id} has no "
+            f"{provenance.RECORDED_LOCK} naming {split.path}), so it cannot be judged on proven "
+            "rows; register it again with `dvc repro`"
+        )
+    theirs = owner["outs"][split.path]
+    if theirs != split.md5:
+        raise PromotionRefused(
+            f"version {number} was trained beside held-out split "
+            f"{_describe_split(theirs, owner['params'])}, not the one dvc.lock pins "
+            f"({_describe_split(split.md5, split.params)}): its training rows may be among "
+            "the gate's rows, so the comparison proves nothing; retrain it on this split, or "
+            "promote from the commit whose dvc.lock pins its split"
+        )
+
+
 def held_out_scores(model: Model, rows: pd.DataFrame) -> np.ndarray:
     """P(churn) of a (verified) registered model for the evaluation split's rows."""
     from predictflow.scoring import churn_probability
@@ -143,28 +214,30 @@ def challenge(
     client: MlflowClient,
     version: ModelVersion,
     model: Model,
-    split: Path,
+    split: ProvenSplit,
     limits: Gates,
 ) -> Challenge:
-    """Score the split with the challenger and, if there is one, the production version; the
-    paired bootstrap resamples the same rows for both (seeded: the same verdict every time)."""
+    """Score the proven split with the challenger and, if there is one, the production version;
+    the paired bootstrap resamples the same rows for both (seeded: the same verdict every time).
+    Both versions must have been trained beside this very split (`split_gate`)."""
+    import io
+
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
     from predictflow.evaluation import paired_auc_difference
     from predictflow.schema import TARGET
 
-    if not split.exists():
-        raise PromotionRefused(
-            f"{split} not found: run `dvc repro` to build the evaluation split first"
-        )
-    rows = pd.read_parquet(split)
+    split_gate(client, version, split)
+    champion = registry.holder(client, "production")
+    if champion is not None:
+        split_gate(client, champion, split)
+    rows = pd.read_parquet(io.BytesIO(split.data))  # the bytes whose md5 was checked
     y_true = rows[TARGET].to_numpy()
     challenger = held_out_scores(model, rows)
-    champion = registry.holder(client, "production")
     if champion is None:
         return Challenge("roc_auc", float(roc_auc_score(y_true, challenger)))
-    champion_model = registry.load_verified(client, f"models:/{MODEL_NAME}/{champion.version}")
+    champion_model = artifacts.load_verified(client, f"models:/{MODEL_NAME}/{champion.version}")
     defending = held_out_scores(champion_model, rows)
     paired = paired_auc_difference(
         y_true, challenger, defending, limits.resamples, limits.seed, limits.confidence
@@ -261,13 +334,13 @@ def promote(
     ]
     sealed = None
     with tempfile.TemporaryDirectory() as tmp:
-        local = registry.download_verified(client, current, Path(tmp))  # refuses a swapped model
+        local = artifacts.download_verified(client, current, Path(tmp))  # refuses a swapped model
         if target == "production":
             sealed = lineage.sealed_commit(
                 workspace, paths.MODEL.as_posix(), current.tags["model_md5"]
             )
-            model = registry.load_local(local)
-            duel = challenge(client, current, model, workspace / paths.PREPARED_TEST, limits)
+            model = artifacts.load_local(local)
+            duel = challenge(client, current, model, proven_split(workspace), limits)
             gates += production_gates(
                 aliases, current.tags, sealed, duel, limits.margin, allow_dirty
             )

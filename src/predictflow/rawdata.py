@@ -77,13 +77,22 @@ def _check_pinned(path: Path, data: Path, dvc_file: Path, pinned: str) -> None:
 
 
 def write_synthetic(out: Path, rows: int, seed: int, force: bool = False) -> dict[str, object]:
-    """Write `rows` synthetic customers to `out`, refusing to replace a DVC-tracked file
-    unless `force`; return the facts (path, rows, seed, md5)."""
+    """Write `rows` synthetic customers to `out`, refusing to replace any existing file (a
+    DVC-tracked one named as such) unless `force`; return the facts (path, rows, seed, md5).
+
+    Synthetic rows carry no mark of their own (the file must stay in the raw layout, byte for
+    byte), so an existing file cannot be told from a user's: only --force replaces one.
+    """
     io.check_output(out)
     if not force:
         io.check_untracked(
             {out: "synthetic rows"}, "write them elsewhere, or pass --force to replace it"
         )
+        if out.exists() or out.is_symlink():
+            raise StageError(
+                f"{out}: exists; synthetic rows would replace it: write them elsewhere, or "
+                "pass --force to replace it"
+            )
     try:
         synth.write_csv(out, rows=rows, seed=seed)
     except ValueError as err:  # synth's own argument checks

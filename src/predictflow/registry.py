@@ -9,25 +9,21 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from predictflow.errors import UserError
-from predictflow.lineage import file_md5
-from predictflow.stage import StageError, checkpoint
+from predictflow.stage import checkpoint
 from predictflow.tracking import MODEL_NAME, store_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.pyfunc import PyFuncModel
 
     from predictflow.access import Caller
-    from predictflow.scoring import Model
 
 log = logging.getLogger(__name__)
 
@@ -139,120 +135,6 @@ def holder(client: MlflowClient, alias: str) -> ModelVersion | None:
         return client.get_model_version_by_alias(MODEL_NAME, alias)
     except MlflowException:
         return None
-
-
-MODEL_FILE = "model.pkl"  # inside a version's artifacts: the bytes dvc.lock hashes
-
-
-class ArtifactError(StageError):
-    """A version's artifact is unreadable or is not the model its `model_md5` tag names."""
-
-
-def download_verified(client: MlflowClient, version: ModelVersion, dest: Path) -> Path:
-    """Download a version's model into `dest` and check it against its `model_md5` tag.
-
-    Whatever is loaded afterwards is loaded from this checked copy, so a file swapped in the
-    store between the check and the load is never served.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    number = str(version.version)
-    expected = version.tags.get("model_md5")
-    if not expected:
-        raise ArtifactError(
-            f"version {number} has no model_md5 tag, so its artifact cannot be verified; "
-            "register the model again with `dvc repro -f train`"
-        )
-    # MLflow notes an empty download at INFO and returns; the missing file is reported below.
-    logging.getLogger("mlflow.store.artifact.artifact_repo").setLevel(logging.WARNING)
-    try:
-        local = Path(
-            mlflow.artifacts.download_artifacts(
-                f"models:/{version.name}/{number}", dst_path=str(dest)
-            )
-        )
-        actual = file_md5(local / MODEL_FILE) if (local / MODEL_FILE).is_file() else None
-    except (MlflowException, OSError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ArtifactError(
-            f"version {number}: its artifacts cannot be read ({detail}); "
-            "register the model again with `dvc repro -f train`"
-        ) from None
-    if actual is None:
-        raise ArtifactError(
-            f"version {number}: its artifacts cannot be read (no {MODEL_FILE} in the store: "
-            "the artifacts folder was deleted or moved); register the model again with "
-            "`dvc repro -f train`, or restore the folder from a backup"
-        )
-    if actual != expected:
-        raise ArtifactError(
-            f"version {number}: artifact {MODEL_FILE} has md5 {actual} but the version's "
-            f"model_md5 tag is {expected}; the stored model was replaced, refusing to use it "
-            "(`predictflow doctor` lists such versions)"
-        )
-    return local
-
-
-def load_verified(client: MlflowClient, uri: str) -> Model:
-    """The model behind `uri`, loaded only after its md5 matches its `model_md5` tag.
-
-    Registry URIs (`models:/...`) are resolved the way MLflow resolves them; other URIs (a run
-    or a path) carry no registry tag to check and load as given.
-    """
-    import mlflow
-
-    if not uri.startswith("models:/"):
-        return scorer(mlflow.pyfunc.load_model(uri))
-    from mlflow.store.artifact.utils.models import get_model_name_and_version
-
-    name, number = get_model_name_and_version(client, uri)
-    version = client.get_model_version(name, number)
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_local(download_verified(client, version, Path(tmp)))
-
-
-def load_local(local: Path) -> Model:
-    """The model in a downloaded (verified) model folder, as `scorer` serves it."""
-    import mlflow
-
-    return scorer(mlflow.pyfunc.load_model(str(local)))
-
-
-@dataclass(frozen=True)
-class ProbaModel:
-    """A scikit-learn model whose pyfunc `predict` is its `predict_proba`, called directly."""
-
-    estimator: Any
-
-    def predict(self, data: object) -> object:
-        return self.estimator.predict_proba(data)
-
-
-def scorer(model: PyFuncModel) -> Model:
-    """What scores a loaded model's rows: the same numbers as its pyfunc `predict`, faster.
-
-    Every caller (`predict`, `drift`, the promotion duel) scores rows the data contract
-    (`schema.clean`) has already typed. For a scikit-learn model logged with
-    `pyfunc_predict_fn="predict_proba"` (what `train` logs), pyfunc would first check every
-    value against the serving signature, whose numeric columns are `AnyType` (clients send
-    numbers or text): one Python call per value. Its `predict_proba` is called directly instead,
-    and when the pipeline starts with the contract's own cleaning step (`ContractCleaner`, for
-    served clients' raw rows) that step is skipped: on typed rows it is the identity (a test
-    holds the bytes equal to pyfunc's). With both, batch scoring at 1M rows went from 0.64x to
-    0.79x of the bare script (one loaded machine, 2026-11-27; docs/benchmarks.md has the
-    current figure). Any other flavour or predict function keeps pyfunc.
-    """
-    function = model.metadata.flavors.get("python_function", {})
-    if model.loader_module != "mlflow.sklearn" or function.get("predict_fn") != "predict_proba":
-        return model
-    from predictflow.model import ContractCleaner
-
-    estimator = model.get_raw_model()
-    steps = getattr(estimator, "steps", None)
-    if steps and len(steps) > 1 and isinstance(steps[0][1], ContractCleaner):
-        estimator = estimator[1:]
-    return ProbaModel(estimator)
 
 
 PROMOTION_TAG = "promotion."
@@ -477,15 +359,3 @@ def _all_versions(client: MlflowClient) -> list[ModelVersion]:
         client.get_model_version(MODEL_NAME, str(v.version))
         for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
     ]
-
-
-def load_checked(client: MlflowClient, uri: str, shown: str | None = None) -> Model:
-    """`load_verified`, with a URI that does not load (no such run or path, an unreadable
-    store) reported as one user line naming `shown` (default: `uri`)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return load_verified(client, uri)
-    except (MlflowException, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ArtifactError(f"cannot load model {shown or uri!r}: {first}") from None

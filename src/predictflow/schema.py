@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
 from predictflow.errors import UserError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 ID = "customerID"
 TARGET = "Churn"
@@ -136,18 +140,65 @@ def _fail(source: str, column: str, index: int | None, value: object, problem: s
     raise DataContractError(f"{source}: column '{column}'{where}: {problem} (got {value!r})")
 
 
+class Digesting:
+    """A binary file read through `hashlib` as it is read: the md5 of exactly the bytes parsed,
+    however the file at that path changes meanwhile (an atomic `mv` leaves this handle on the
+    file it opened)."""
+
+    def __init__(self, handle: BinaryIO, digest: Hash) -> None:
+        self.handle, self.digest = handle, digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:  # pandas takes only what has `read` and `__iter__`
+        return iter(lambda: self.read(65536), b"")
+
+
 def read_raw(
-    path: Path | str, chunksize: int | None = None
+    path: Path | str, chunksize: int | None = None, digest: Hash | None = None
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
-    """Read a raw CSV as strings (no type guessing), or an iterator of chunks if `chunksize`."""
+    """Read a raw CSV as strings (no type guessing), or an iterator of chunks if `chunksize`.
+
+    The file is opened once; with `digest`, every byte parsed is fed to it as it is read.
+    """
     source = str(path)
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(65536)
+        handle = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
+        head = handle.read(65536)
+        handle.seek(0)
     except FileNotFoundError:
         raise DataContractError(f"{source}: file not found") from None
     except IsADirectoryError:
         raise DataContractError(f"{source}: is a directory, expected a CSV file") from None
+    try:
+        _check_head(head, source)
+    except DataContractError:
+        handle.close()
+        raise
+    reader = Digesting(handle, digest) if digest is not None else handle
+    with _as_contract_errors(source):
+        frames = pd.read_csv(
+            reader,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            # kept so a row's index stays its record number; dropped in `_drop_blank_rows`
+            skip_blank_lines=False,
+            chunksize=chunksize,
+        )
+        if chunksize is None:
+            with handle:
+                return _drop_blank_rows(frames)
+    return _chunks(frames, source, handle)
+
+
+def _check_head(head: bytes, source: str) -> None:
+    """What the first 64 KiB tell: empty, binary, not UTF-8, not comma-separated, repeated
+    column names."""
     if not head.strip():
         raise DataContractError(f"{source}: file is empty, expected a CSV header and rows")
     if b"\x00" in head:
@@ -166,20 +217,6 @@ def read_raw(
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:  # pandas would silently rename the second one to `name.1`
         raise DataContractError(f"{source}: duplicated column(s): {', '.join(repeated)}")
-    with _as_contract_errors(source):
-        frames = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8",
-            # kept so a row's index stays its record number; dropped in `_drop_blank_rows`
-            skip_blank_lines=False,
-            chunksize=chunksize,
-        )
-        if chunksize is None:
-            return _drop_blank_rows(frames)
-    return _chunks(frames, source)
 
 
 @contextmanager
@@ -214,9 +251,11 @@ def _not_utf8(source: str) -> DataContractError:
     return DataContractError(f"{source}: not UTF-8 text; save the file as UTF-8")
 
 
-def _chunks(reader: Iterator[pd.DataFrame], source: str) -> Iterator[pd.DataFrame]:
+def _chunks(
+    reader: Iterator[pd.DataFrame], source: str, handle: BinaryIO
+) -> Iterator[pd.DataFrame]:
     """Chunks are parsed lazily, so their errors surface during iteration: convert them there."""
-    with _as_contract_errors(source):
+    with handle, _as_contract_errors(source):
         for chunk in reader:
             yield _drop_blank_rows(chunk)
 
@@ -356,7 +395,9 @@ def _check_usable(result: pd.DataFrame, source: str) -> None:
         )
 
 
-def clean_file(path: Path | str, chunk_rows: int) -> tuple[pd.DataFrame, CleanReport]:
+def clean_file(
+    path: Path | str, chunk_rows: int, digest: Hash | None = None
+) -> tuple[pd.DataFrame, CleanReport]:
     """The strict `clean` of a whole raw file, read and cleaned `chunk_rows` rows at a time.
 
     The same rows and values as `clean(read_raw(path), ...)`, held compactly: the category
@@ -369,7 +410,7 @@ def clean_file(path: Path | str, chunk_rows: int) -> tuple[pd.DataFrame, CleanRe
     report = CleanReport()
     parts: list[pd.DataFrame] = []
     ids: list[pd.Series] = []
-    for chunk in read_raw(path, chunksize=chunk_rows):
+    for chunk in read_raw(path, chunksize=chunk_rows, digest=digest):
         part, chunk_report = clean(chunk, source, whole_file=False)
         report.add(chunk_report)
         ids.append(chunk.rename(columns=lambda c: c.strip())[ID].str.strip())
