@@ -541,6 +541,161 @@ def test_a_releaser_promotes_and_the_audit_names_the_login(team: Team) -> None:
     assert [e["who_verified"] for e in events] == ["true"] * len(events)
 
 
+LEDGER, MONITORING = "churn-predictor-releases", "churn-monitoring"
+
+
+def _write(action: str, uri: str) -> None:
+    """One write a role may or may not be allowed, done straight through MLflow's client (what
+    a user with those credentials can do without predictflow), and undone when it is allowed."""
+    store = client(uri)
+    if action == "ledger-tag":
+        store.set_registered_model_tag(LEDGER, "probe", "x")
+        store.delete_registered_model_tag(LEDGER, "probe")
+    elif action == "monitoring-run":
+        experiment = store.get_experiment_by_name(MONITORING)
+        run_ = store.create_run(experiment.experiment_id)
+        with logged_in("admin"):  # deleting takes MANAGE, which no role has there
+            client(uri).delete_run(run_.info.run_id)
+    elif action == "create-monitoring":
+        store.create_experiment(MONITORING)
+
+
+@pytest.mark.parametrize(
+    ("user", "action", "allowed"),
+    [
+        ("rita", "ledger-tag", False),
+        ("rita", "monitoring-run", False),
+        ("rita", "create-monitoring", False),  # it exists, made by the admin at set-up
+        ("ed", "ledger-tag", False),
+        ("ed", "monitoring-run", True),
+        ("rel", "ledger-tag", True),
+        ("rel", "monitoring-run", True),
+    ],
+)
+def test_the_roles_on_the_ledger_and_the_monitoring_experiment(
+    team: Team, user: str, action: str, allowed: bool
+) -> None:
+    """The server itself enforces who writes the release ledger and the monitoring runs: both
+    were created by the admin when the users were added, so no reader or experimenter owns
+    them (MLflow gives MANAGE to a resource's creator)."""
+    from mlflow.exceptions import MlflowException
+
+    with logged_in("admin"):
+        owner = client(team.server.uri).get_experiment_by_name(MONITORING)
+    assert owner is not None, "access add did not create the monitoring experiment"
+    with logged_in(user):
+        if allowed:
+            _write(action, team.server.uri)
+            return
+        with pytest.raises(MlflowException) as refused:
+            _write(action, team.server.uri)
+    assert refused.value.get_http_status_code() in (400, 403)  # 400: it already exists
+
+
+def _forge_production(team: Team, candidate: str) -> None:
+    """What an experimenter can do with MLflow's own client: a promotion tag claiming a
+    verified releaser, then production moved to the candidate."""
+    forged = {
+        "who": "rob",
+        "who_verified": "true",
+        "when": "2026-12-01T00:00:00.000000+00:00",
+        "from": "staging",
+        "to": "production",
+        "holds": "production",
+        "reason": "forged",
+        "status": "done",
+    }
+    with logged_in("ed"):
+        store = client(team.server.uri)
+        store.set_model_version_tag(MODEL, candidate, "promotion.0099", json.dumps(forged))
+        store.set_registered_model_alias(MODEL, "production", candidate)
+
+
+def _swap_production_artifact(team: Team) -> tuple[str, bytes]:
+    """An experimenter replaces production's model.pkl through the server's artifact proxy and
+    re-tags the version's md5 to match; returns the version and the original bytes."""
+    import hashlib
+    import tempfile
+
+    import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    mlflow.set_tracking_uri(team.server.uri)  # mlflow-artifacts:/ URIs resolve against it
+    with logged_in("ed"):
+        store = client(team.server.uri)
+        production = store.get_model_version_by_alias(MODEL, "production")
+        logged = store.get_logged_model(production.source.removeprefix("models:/"))
+        repo = get_artifact_repository(logged.artifact_location)
+        with tempfile.TemporaryDirectory() as tmp:
+            original = Path(repo.download_artifacts("model.pkl", tmp)).read_bytes()
+            forged = Path(tmp) / "model.pkl"
+            forged.write_bytes(b"not the model a releaser released")
+            repo.log_artifact(str(forged))
+        md5 = hashlib.md5(b"not the model a releaser released").hexdigest()
+        store.set_model_version_tag(MODEL, production.version, "model_md5", md5)
+    return str(production.version), original
+
+
+def _release_finding(team: Team, user: str) -> dict:
+    doctor = json.loads(team.predictflow(user, "doctor", "--json").stdout)["findings"]
+    (found,) = [f for f in doctor if f["check"] == "release ledger"]
+    return found
+
+
+def test_an_experimenter_cannot_fake_a_release_or_swap_production(
+    team: Team, candidate: str
+) -> None:
+    """Production was released by `rel` (the test above). An experimenter forges an audit tag and
+    moves production through the REST API: doctor says so, no door loads it, and the releaser
+    moves it back without a gate re-run. Then the experimenter replaces production's stored
+    model and re-tags its md5: doctor and predict judge it against the ledger, not the tag."""
+    batch = team.repo / "batch.csv"
+    batch.write_text("".join((team.repo / "data/customers.csv").open().readlines()[:40]))
+    scores = ("predict", "--model", f"models:/{MODEL}@production", "--input", str(batch))
+    assert _release_finding(team, "ed")["status"] == "ok"
+
+    _forge_production(team, candidate)
+    found = _release_finding(team, "ed")
+    assert found["status"] == "problem"
+    assert f"production -> version {candidate}, but the last release" in found["detail"]
+    refused = team.predictflow("ed", *scores, "--output", str(team.workdir / "a.csv"))
+    assert_one_line_error(refused, "refusing to load production", "outside `predictflow promote`")
+    again = team.predictflow("rel", "promote", candidate, "--to", "production")
+    assert_one_line_error(again, "would ratify a move that passed no gate", "promote 1")
+    back = team.predictflow("rel", "promote", "1", "--to", "production", "--reason", "restore")
+    assert back.returncode == 0, back.stderr
+    assert "last release a releaser recorded" in back.stdout
+    assert _release_finding(team, "ed")["status"] == "ok"
+
+    version, original = _swap_production_artifact(team)
+    try:
+        found = _release_finding(team, "rita")
+        assert found["status"] == "problem"
+        assert "its model_md5 tag" in found["detail"] or "artifact was replaced" in found["detail"]
+        refused = team.predictflow("ed", *scores, "--output", str(team.workdir / "b.csv"))
+        assert_one_line_error(refused, f"version {version}: its model_md5 tag is", "release")
+        assert not (team.workdir / "b.csv").exists()
+    finally:  # put the released bytes and tag back for the tests after this one
+        import tempfile
+
+        import mlflow
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        mlflow.set_tracking_uri(team.server.uri)
+        with logged_in("admin"), tempfile.TemporaryDirectory() as tmp:
+            store = client(team.server.uri)
+            production = store.get_model_version_by_alias(MODEL, "production")
+            logged = store.get_logged_model(production.source.removeprefix("models:/"))
+            (Path(tmp) / "model.pkl").write_bytes(original)
+            get_artifact_repository(logged.artifact_location).log_artifact(
+                str(Path(tmp) / "model.pkl")
+            )
+            store.set_model_version_tag(
+                MODEL, version, "model_md5", lineage.file_md5(Path(tmp) / "model.pkl")
+            )
+    assert _release_finding(team, "ed")["status"] == "ok"
+
+
 def test_no_password_is_stored_anywhere(team: Team) -> None:
     import tempfile
 

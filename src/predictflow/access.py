@@ -38,6 +38,11 @@ ROLES: dict[str, tuple[str, str]] = {
     "experimenter": ("EDIT", "EDIT"),
     "releaser": ("EDIT", "MANAGE"),
 }
+# What else each role gets, on resources the admin creates at set-up so no user owns one (MLflow
+# gives MANAGE to whoever creates a resource): the drift/monitoring experiment, and the release
+# ledger (`releases`), which only releasers write.
+MONITORING_PERMISSIONS = {"reader": "READ", "experimenter": "EDIT", "releaser": "EDIT"}
+LEDGER_PERMISSIONS = {"reader": "READ", "experimenter": "READ", "releaser": "EDIT"}
 RELEASE_PERMISSION = "MANAGE"
 CURRENT_USER = "/api/2.0/mlflow/users/current"
 CREDENTIALS_HINT = (
@@ -208,25 +213,34 @@ def _admin_client(uri: str):
     return AuthServiceClient(uri)
 
 
-def ensure_resources(uri: str) -> str:
-    """Create the experiment and the model as the admin, so no experimenter owns them (MLflow
-    gives MANAGE to whoever creates a resource); return the experiment id."""
+def ensure_resources(uri: str) -> dict[str, str]:
+    """Create the experiments (training, monitoring), the model and the release ledger as the
+    admin, so no user owns them (MLflow gives MANAGE to whoever creates a resource: a reader
+    whose `drift` created `churn-monitoring` would own it); return the experiment ids by name."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from predictflow.releases import LEDGER
+    from predictflow.tracking import EXPERIMENT_KIND, MONITORING_EXPERIMENT
+
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    ids = {}
     with refusals(uri):
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = (
-            experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-        )
-        try:
-            client.get_registered_model(MODEL_NAME)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            client.create_registered_model(MODEL_NAME)
-    return experiment_id
+        for name in (EXPERIMENT, MONITORING_EXPERIMENT):
+            experiment = client.get_experiment_by_name(name)
+            ids[name] = (
+                experiment.experiment_id
+                if experiment
+                else client.create_experiment(name, tags=EXPERIMENT_KIND)
+            )
+        for model in (MODEL_NAME, LEDGER):
+            try:
+                client.get_registered_model(model)
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                client.create_registered_model(model)
+    return ids
 
 
 def _set_permission(client, user: str, kind: str, resource: str, permission: str) -> None:
@@ -246,13 +260,26 @@ def grant(uri: str, user: str, role: str) -> dict[str, str]:
     """Give `user` exactly `role`'s permissions (replacing earlier ones); return what was set."""
     if role not in ROLES:
         raise AccessError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
-    experiment_id = ensure_resources(uri)
+    from predictflow.releases import LEDGER
+    from predictflow.tracking import MONITORING_EXPERIMENT
+
+    ids = ensure_resources(uri)
     on_experiment, on_model = ROLES[role]
+    on_monitoring, on_ledger = MONITORING_PERMISSIONS[role], LEDGER_PERMISSIONS[role]
     client = _admin_client(uri)
     with refusals(uri):
-        _set_permission(client, user, "experiment", experiment_id, on_experiment)
+        _set_permission(client, user, "experiment", ids[EXPERIMENT], on_experiment)
+        _set_permission(client, user, "experiment", ids[MONITORING_EXPERIMENT], on_monitoring)
         _set_permission(client, user, "registered_model", MODEL_NAME, on_model)
-    return {"user": user, "role": role, EXPERIMENT: on_experiment, MODEL_NAME: on_model}
+        _set_permission(client, user, "registered_model", LEDGER, on_ledger)
+    return {
+        "user": user,
+        "role": role,
+        EXPERIMENT: on_experiment,
+        MONITORING_EXPERIMENT: on_monitoring,
+        MODEL_NAME: on_model,
+        LEDGER: on_ledger,
+    }
 
 
 def add_user(uri: str, user: str, password: str, role: str) -> dict[str, str]:

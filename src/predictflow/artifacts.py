@@ -79,22 +79,45 @@ def _compare(local: Path, expected: str, what: str, recorded: str, hint: str) ->
     return actual
 
 
-def download_verified(client: MlflowClient, version: ModelVersion, dest: Path) -> Path:
-    """Download a registered version's model into `dest`, checked against its `model_md5` tag."""
-    return _verified_version(version, dest).folder
+def download_verified(
+    client: MlflowClient, version: ModelVersion, dest: Path, ledger: bool = True
+) -> Path:
+    """Download a registered version's model into `dest`, checked against its `model_md5` tag
+    (and the release ledger, unless `ledger` is False: only for recording a first release)."""
+    return _verified_version(client, version, dest, ledger).folder
 
 
-def _verified_version(version: ModelVersion, dest: Path) -> Checked:
+def _verified_version(
+    client: MlflowClient, version: ModelVersion, dest: Path, ledger: bool = True
+) -> Checked:
+    """A registered version's model, checked against its `model_md5` tag and, when it holds
+    production on a team server, against the release ledger (which only releasers write: an
+    experimenter can re-tag a version, not rewrite a release)."""
+    from predictflow import releases
+
     number = str(version.version)
     expected = version.tags.get("model_md5")
     if not expected:
         raise ArtifactError(
             f"version {number} has no model_md5 tag, so its artifact cannot be verified; {RERUN}"
         )
+    recorded = "the version's model_md5 tag"
+    if ledger and releases.applies(client) and "production" in version.aliases:
+        problem = releases.production_problem(client, version)
+        if problem:
+            raise ArtifactError(f"refusing to load production: {problem}")
+        released = releases.released_md5(client, version)
+        if released != expected:
+            raise ArtifactError(
+                f"version {number}: its model_md5 tag is {expected} but the release a releaser "
+                f"recorded ({releases.LEDGER}) says {released}: the tag was changed after the "
+                "release, refusing to use it"
+            )
+        recorded = f"the release record in {releases.LEDGER}"
     what = f"version {number}"
     local = _download(f"models:/{version.name}/{number}", dest, what)
     hint = f"{RERUN}, or restore the folder from a backup"
-    md5 = _compare(local, expected, what, "the version's model_md5 tag", hint)
+    md5 = _compare(local, expected, what, recorded, hint)
     return Checked(local, md5, version.run_id, what)
 
 
@@ -155,7 +178,7 @@ def download_checked(client: MlflowClient, uri: str, dest: Path) -> Checked:
     if uri.startswith("models:/"):
         version = registry_version(client, uri)
         if version is not None:
-            return _verified_version(version, dest)
+            return _verified_version(client, version, dest)
     local = _download(uri, dest, uri)
     try:
         meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8")) or {}

@@ -289,6 +289,46 @@ def check_alias_audit(client) -> Finding:
     return Finding("alias audit", "ok", "every alias move has its audit record; stages mirror")
 
 
+def check_release(client) -> Finding | None:
+    """On a team server: production is the last release a releaser recorded, and its stored
+    model still has the md5 recorded then (an experimenter can re-tag a version and replace its
+    artifact, not rewrite the ledger). None on a local store."""
+    from predictflow import releases
+    from predictflow.registry import holder
+
+    if not releases.applies(client):
+        return None
+    current = holder(client, "production")
+    problem = releases.production_problem(client, current)
+    if problem is None and current is not None:
+        released = releases.released_md5(client, current)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                actual = lineage.file_md5(_download_model(current, tmp))
+            except OSError as err:
+                actual = f"unreadable ({type(err).__name__})"
+        if actual != released:
+            problem = (
+                f"production -> version {current.version}: its stored model.pkl has md5 "
+                f"{actual}, but the release recorded {released}: the artifact was replaced "
+                "after the release"
+            )
+    if problem:
+        return Finding(
+            "release ledger",
+            "problem",
+            problem,
+            "do not serve production; a releaser moves it back to the last release with "
+            "`predictflow promote N --to production`",
+        )
+    detail = (
+        "production is the last recorded release, bytes intact"
+        if current
+        else ("nothing released yet")
+    )
+    return Finding("release ledger", "ok", detail)
+
+
 def _download_model(version, tmp: str) -> Path:
     import mlflow
 
@@ -551,6 +591,8 @@ def run_checks(
         client = client_for(store)
         findings += [check_locations(store, fix), check_runs(client, fix), check_versions(client)]
         findings.append(check_alias_audit(client))
+        release = check_release(client)
+        findings += [release] if release else []
         findings.append(check_receipt(workspace, store, client))
     elif not exists:  # no store at all: lost, if this workspace registered a model
         findings.append(check_receipt(workspace, store, None))

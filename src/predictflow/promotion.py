@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import access, artifacts, lineage, paths, registry
+from predictflow import access, artifacts, heldout, lineage, paths, registry, releases
 from predictflow.errors import UserError
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
 
@@ -132,77 +132,6 @@ def production_gates(
     return [*gates, champion_gate(challenge, margin)]
 
 
-@dataclass(frozen=True)
-class ProvenSplit:
-    """The evaluation split as `dvc.lock` pins it, read from bytes whose md5 was checked."""
-
-    path: str  # as dvc.lock names it
-    md5: str
-    params: dict[str, object]  # the `prepare` params the lock hashed (base.seed, test_size)
-    data: bytes
-
-
-def proven_split(workspace: Path, split: str = paths.PREPARED_TEST.as_posix()) -> ProvenSplit:
-    """The held-out split whose md5 the workspace's `dvc.lock` records, verified by hashing the
-    very bytes the gate then scores. Whatever else sits at that path (a split another seed made,
-    left by `git checkout` without `dvc checkout`) is refused."""
-    import hashlib
-
-    stages = lineage.load_lock(workspace)
-    locked = lineage.locked_out_md5(stages, split)
-    if locked is None:
-        raise PromotionRefused(
-            f"dvc.lock records no {split}, so the gate has no proven held-out rows: run "
-            "`dvc repro` first"
-        )
-    try:
-        data = (workspace / split).read_bytes()
-    except OSError as err:
-        raise PromotionRefused(
-            f"{split}: cannot read it ({err.strerror}); run `dvc checkout {split}` first"
-        ) from None
-    actual = hashlib.md5(data).hexdigest()
-    if actual != locked:
-        raise PromotionRefused(
-            f"{split} has md5 {actual} but dvc.lock records {locked}: these are not the "
-            f"held-out rows the lock pins; run `dvc checkout {split}` (or `dvc repro`) and "
-            "promote again"
-        )
-    owner = next((s for s in stages.values() if split in s.outs), None)
-    return ProvenSplit(split, locked, dict(owner.params) if owner else {}, data)
-
-
-def _describe_split(md5: str, params: dict[str, object]) -> str:
-    settings = ", ".join(f"{k} {v}" for k, v in sorted(params.items()))
-    return f"{md5[:12]}" + (f" ({settings})" if settings else "")
-
-
-def split_gate(client: MlflowClient, version: ModelVersion, split: ProvenSplit) -> None:
-    """Refuse a version whose own recorded held-out split is not `split`: trained from another
-    split (another seed, test size or data), its training rows may be among the gate's rows,
-    and its score on them proves nothing. Read from the `dvc.lock` logged with its run."""
-    from predictflow import provenance
-
-    number = str(version.version)
-    recorded = provenance.recorded_stages(client, version.run_id)
-    owner = next((s for s in recorded.values() if split.path in s["outs"]), None)
-    if owner is None:
-        raise PromotionRefused(
-            f"version {number} records no held-out split (its run {version.run_id} has no "
-            f"{provenance.RECORDED_LOCK} naming {split.path}), so it cannot be judged on proven "
-            "rows; register it again with `dvc repro`"
-        )
-    theirs = owner["outs"][split.path]
-    if theirs != split.md5:
-        raise PromotionRefused(
-            f"version {number} was trained beside held-out split "
-            f"{_describe_split(theirs, owner['params'])}, not the one dvc.lock pins "
-            f"({_describe_split(split.md5, split.params)}): its training rows may be among "
-            "the gate's rows, so the comparison proves nothing; retrain it on this split, or "
-            "promote from the commit whose dvc.lock pins its split"
-        )
-
-
 def held_out_scores(model: Model, rows: pd.DataFrame) -> np.ndarray:
     """P(churn) of a (verified) registered model for the evaluation split's rows."""
     from predictflow.scoring import churn_probability
@@ -214,7 +143,7 @@ def challenge(
     client: MlflowClient,
     version: ModelVersion,
     model: Model,
-    split: ProvenSplit,
+    split: heldout.ProvenSplit,
     limits: Gates,
 ) -> Challenge:
     """Score the proven split with the challenger and, if there is one, the production version;
@@ -228,10 +157,10 @@ def challenge(
     from predictflow.evaluation import paired_auc_difference
     from predictflow.schema import TARGET
 
-    split_gate(client, version, split)
+    heldout.split_gate(client, version, split)
     champion = registry.holder(client, "production")
     if champion is not None:
-        split_gate(client, champion, split)
+        heldout.split_gate(client, champion, split)
     rows = pd.read_parquet(io.BytesIO(split.data))  # the bytes whose md5 was checked
     y_true = rows[TARGET].to_numpy()
     challenger = held_out_scores(model, rows)
@@ -322,9 +251,15 @@ def promote(
     aliases = list(current.aliases)
     seen = registry.holder(client, target)  # must still hold the alias when we move it
     if target in aliases:
+        if target == "production":
+            _ratify_release(client, current, caller, reason)
         with store_lock(store, "promote"):
             event = registry.move_alias(client, target, number, caller, reason)
         return Outcome(number, target, [], number, event, already=True)
+    if target == "production" and releases.applies(client):
+        last = releases.latest(client)
+        if last is not None and last.version == number and seen is not None:
+            return _restore_release(client, store, current, seen, caller, reason)
     run = client.get_run(current.run_id)
     gates = [
         quality_gate(run.data.metrics.get("roc_auc"), limits.min_roc_auc),
@@ -340,7 +275,7 @@ def promote(
                 workspace, paths.MODEL.as_posix(), current.tags["model_md5"]
             )
             model = artifacts.load_local(local)
-            duel = challenge(client, current, model, proven_split(workspace), limits)
+            duel = challenge(client, current, model, heldout.proven_split(workspace), limits)
             gates += production_gates(
                 aliases, current.tags, sealed, duel, limits.margin, allow_dirty
             )
@@ -358,9 +293,68 @@ def promote(
                 f"{number} was being checked; run the promotion again"
             )
         event = registry.move_alias(client, target, number, caller, reason)
+        if target == "production" and releases.applies(client):
+            releases.record(client, current, current.tags["model_md5"], caller, reason)
         if sealed:
             client.set_model_version_tag(MODEL_NAME, number, "sealed_commit", sealed)
     return Outcome(number, target, gates, seen and str(seen.version), event)
+
+
+def _restore_release(
+    client: MlflowClient,
+    store: Path,
+    current: ModelVersion,
+    seen: ModelVersion,
+    caller: access.Caller,
+    reason: str,
+) -> Outcome:
+    """Production was moved away from the last release outside `promote` (the ledger, which
+    only releasers write, still names `current`): a releaser moves it back. No gate runs again:
+    the version passed them when it was released, and its bytes are checked against that
+    release's md5."""
+    last = releases.latest(client)
+    assert last is not None
+    if current.tags.get("model_md5") != last.model_md5:
+        raise PromotionRefused(
+            f"version {current.version}: its model_md5 tag no longer matches its release "
+            f"({last.model_md5}); refusing to restore it"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts.download_verified(client, current, Path(tmp), ledger=False)
+    gate = Gate(
+        "release ledger",
+        True,
+        f"version {current.version} is the last release a releaser recorded ({last.who}, "
+        f"{last.when}); production had been moved to version {seen.version} outside promote",
+    )
+    with store_lock(store, "promote"):
+        event = registry.move_alias(client, "production", str(current.version), caller, reason)
+    return Outcome(str(current.version), "production", [gate], str(seen.version), event)
+
+
+def _ratify_release(
+    client: MlflowClient, current: ModelVersion, caller: access.Caller, reason: str
+) -> None:
+    """`current` already holds production. On a team server whose ledger has no release yet
+    (set up before there was one), the releaser's promote records it, after the artifact check.
+    A ledger naming another version means production was moved outside `promote`: that is
+    refused, never ratified, since the move skipped every gate."""
+    if not releases.applies(client):
+        return
+    last = releases.latest(client)
+    number = str(current.version)
+    if last is not None and last.version == number:
+        return
+    if last is not None:
+        raise PromotionRefused(
+            f"production -> version {number}, but the last release a releaser recorded is "
+            f"version {last.version}: production was moved outside `predictflow promote`, "
+            f"and promoting would ratify a move that passed no gate; move it back with "
+            f"`predictflow promote {last.version} --to production` first"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts.download_verified(client, current, Path(tmp), ledger=False)  # bytes = its tag
+    releases.record(client, current, current.tags["model_md5"], caller, reason)
 
 
 def promote_ref(
