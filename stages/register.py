@@ -105,12 +105,13 @@ def main() -> None:
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = lineage.dvc_exp_name()
     if gate and experiment is None:
-        with tracking.store_lock(store, "promote"):
+        who = access.caller(tracking.tracking_uri(store)).acting_as("dvc repro")
+        with registry.move_lock(client, store, "staging", who):
             registry.move_alias(
                 client,
                 "staging",
                 str(version.version),
-                who=access.caller(tracking.tracking_uri(store)).acting_as("dvc repro"),
+                who=who,
                 reason=f"quality gate passed: roc_auc {roc_auc:.4f} >= "
                 f"{params.registry.min_roc_auc}",
             )

@@ -37,6 +37,7 @@ from .conftest import (
     REPO,
     Result,
     assert_one_line_error,
+    child_env,
     free_port,
     git,
     migrated_server,
@@ -694,6 +695,53 @@ def test_an_experimenter_cannot_fake_a_release_or_swap_production(
                 MODEL, version, "model_md5", lineage.file_md5(Path(tmp) / "model.pkl")
             )
     assert _release_finding(team, "ed")["status"] == "ok"
+
+
+def test_two_promotions_at_once_one_wins_and_the_trail_agrees(team: Team, candidate: str) -> None:
+    """Two logins promote two versions to staging at the same moment: the
+    server's lock lets exactly one move the alias (or both, one after the other, if the second
+    read staging after the first moved it), the other says why in one line, and the audit
+    trail always names the version staging holds (twice: a race is not decided once)."""
+    import subprocess
+
+    from predictflow import registry
+    from predictflow.tracking import MODEL_NAME
+
+    with logged_in("admin"):
+        store = client(team.server.uri)
+        first = store.get_model_version(MODEL, "1")
+        lineage_tags = {k: v for k, v in first.tags.items() if not k.startswith("promotion.")}
+        other = store.create_model_version(
+            MODEL, first.source, first.run_id, tags=lineage_tags, await_creation_for=60,
+            model_id=first.source.removeprefix("models:/"),
+        ).version  # fmt: skip
+    for _ in range(2):
+        racers = [
+            subprocess.Popen(
+                [str(BIN / "predictflow"), "promote", str(number), "--to", "staging"],
+                cwd=team.repo,
+                env=child_env(**login(team.server.uri, user)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for user, number in (("rel", candidate), ("ed", other))
+        ]
+        results = [Result(p.wait(timeout=300), *p.communicate()) for p in racers]
+        won = [r for r in results if r.returncode == 0]
+        assert won, [r.stderr for r in results]
+        for lost in (r for r in results if r.returncode != 0):
+            assert_one_line_error(lost, "staging moved to version", "run the promotion again")
+        with logged_in("admin"):
+            store = client(team.server.uri)
+            holder = str(store.get_model_version_by_alias(MODEL, "staging").version)
+            assert registry.audit_gaps(store) == []
+            latest = registry.latest_move(store, "staging", holder)
+            assert latest is not None and latest.version == holder and latest.status == "done"
+            names = [m.name for m in store.search_registered_models()]
+            assert not [n for n in names if n.startswith(f"{MODEL_NAME}-lock-")]
+        # next round: staging back on version 1, so both candidates are challengers again
+        assert team.predictflow("rel", "promote", "1", "--to", "staging").returncode == 0
 
 
 def test_no_password_is_stored_anywhere(team: Team) -> None:

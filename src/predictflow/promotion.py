@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from predictflow import access, artifacts, heldout, lineage, paths, registry, releases
 from predictflow.errors import UserError
-from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, store_lock, tracking_uri
+from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, tracking_uri
 
 if TYPE_CHECKING:
     import numpy as np
@@ -253,7 +253,7 @@ def promote(
     if target in aliases:
         if target == "production":
             _ratify_release(client, current, caller, reason)
-        with store_lock(store, "promote"):
+        with registry.move_lock(client, store, target, caller):
             event = registry.move_alias(client, target, number, caller, reason)
         return Outcome(number, target, [], number, event, already=True)
     if target == "production" and releases.applies(client):
@@ -285,7 +285,7 @@ def promote(
             f"version {number} not promoted to {target}: gate "
             + "; gate ".join(f"'{g.name}' failed ({g.detail})" for g in failed)
         )
-    with store_lock(store, "promote"):
+    with registry.move_lock(client, store, target, caller):
         now = registry.holder(client, target)
         if (now and now.version) != (seen and seen.version):
             raise PromotionRefused(
@@ -327,7 +327,7 @@ def _restore_release(
         f"version {current.version} is the last release a releaser recorded ({last.who}, "
         f"{last.when}); production had been moved to version {seen.version} outside promote",
     )
-    with store_lock(store, "promote"):
+    with registry.move_lock(client, store, "production", caller):
         event = registry.move_alias(client, "production", str(current.version), caller, reason)
     return Outcome(str(current.version), "production", [gate], str(seen.version), event)
 

@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,68 @@ def register(
 
 class RegistryError(UserError):
     """A model URI or version does not resolve; the message is one line for the user."""
+
+
+LOCK_PREFIX = f"{MODEL_NAME}-lock-"  # + the alias: a registered model that exists while held
+LOCK_WAIT = 30.0  # seconds a move waits for another move of the same alias
+
+
+@contextlib.contextmanager
+def move_lock(client: MlflowClient, root: Path, alias: str, who: Caller) -> Iterator[None]:
+    """Hold the right to move `alias`, across every client of the store.
+
+    Locally a file lock beside the store. On a team server the server's database holds it: a
+    registered model named `churn-predictor-lock-<alias>` is created to take the lock and
+    deleted to free it, and the registry's unique name means exactly one creator succeeds (its
+    creator alone may delete it: MLflow gives a resource's creator MANAGE). A move that cannot
+    take it within LOCK_WAIT is refused, naming who holds it.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    from predictflow.tracking import uses_local_store
+
+    if uses_local_store(root):
+        with store_lock(root, "promote"):
+            yield
+        return
+    name = f"{LOCK_PREFIX}{alias}"
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            client.create_registered_model(
+                name,
+                tags={"holder": who.name, "since": _now()},
+                description=f"held while {who.name} moves {alias}; deleted when done",
+            )
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            if time.monotonic() > deadline:
+                raise RegistryError(_held_by(client, name, alias)) from None
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(name)
+
+
+def _held_by(client: MlflowClient, name: str, alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        tags = {}
+    return (
+        f"another move of {alias} holds the server's lock ({name}, by "
+        f"{tags.get('holder', 'unknown')} since {tags.get('since', 'unknown')}) for more than "
+        f"{LOCK_WAIT:g} s; run the promotion again, and if no promotion is running, an admin "
+        f"deletes the registered model {name}"
+    )
 
 
 def client_for(root: Path) -> MlflowClient:
