@@ -207,3 +207,25 @@ def test_training_data_only_in_the_default_remote_is_read_from_there(
     assert result.returncode == 0, result.stderr
     assert facts["reference_data_md5"] == pinned
     assert facts["reference_rows"] == 5634  # the train split of the 7,043 pinned rows
+
+
+@pytest.mark.pipeline
+def test_a_batch_too_small_to_judge_is_refused_not_called_drift(
+    drift_repo: Path, tmp_path: Path
+) -> None:
+    """The version's own training customers read as drift when there are 50 of them: below 20
+    rows per PSI bin the verdict is chance, so such a batch is refused (nothing logged); from
+    the minimum on, the same customers are judged and found no different."""
+    lines = (drift_repo / "data/customers.csv").read_text().splitlines(keepends=True)
+    verdicts = {}
+    for rows in (50, 199, 400):
+        batch = tmp_path / f"own-{rows}.csv"
+        batch.write_text("".join(lines[: rows + 1]))
+        result = drift(drift_repo, batch, "--json")
+        if rows < 200:
+            assert_one_line_error(
+                result, str(batch), f"{rows} scorable rows are too few", "at least 200"
+            )
+        else:
+            verdicts[rows] = facts_of(result)["verdict"]
+    assert verdicts == {400: "ok"}

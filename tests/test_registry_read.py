@@ -290,3 +290,31 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
             MLFLOW_TRACKING_PASSWORD="wrong",
         )
         assert_one_line_error(refused, "HTTP 401", "refused")
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("models:/churn-predictor/3", ("churn-predictor", "3")),
+        ("models:/churn-predictor@production", ("churn-predictor", "@production")),
+        ("models:/churn-predictor/Production", ("churn-predictor", "Production")),
+        ("models:/churn-predictor/latest", ("churn-predictor", None)),  # MLflow's newest
+        ("models:/churn-predictor/LATEST", ("churn-predictor", None)),
+        (f"models:/m-{'a1' * 16}", (None, f"m-{'a1' * 16}")),  # a logged model
+        ("3", ("churn-predictor", "3")),
+        (None, ("churn-predictor", None)),
+    ],
+)
+def test_every_model_uri_form_the_readme_promises_parses(ref, expected) -> None:
+    from predictflow.registry_read import parse_ref
+
+    assert parse_ref(ref, "churn-predictor") == expected
+
+
+@pytest.mark.parametrize("ref", ["models:/", "models:/churn-predictor", "models:/m-123"])
+def test_a_model_uri_without_a_version_names_the_forms(ref) -> None:
+    from predictflow.registry import RegistryError
+    from predictflow.registry_read import parse_ref
+
+    with pytest.raises(RegistryError, match="models:/NAME/latest or models:/m-<id>"):
+        parse_ref(ref, "churn-predictor")

@@ -270,6 +270,11 @@ def categorical_shift(
     }
 
 
+# A batch needs this many rows per PSI bin: below it, empty or doubled bins are chance, and a
+# sample of the version's own training rows (50 of them) read as drift.
+MIN_ROWS_PER_BIN = 20
+
+
 def measure(
     model: Model,
     reference: Reference,
@@ -285,6 +290,13 @@ def measure(
     reservoir = Reservoir(params.sample_rows, reference.seed)
     stats = scan_batch(model, source, edges, reservoir, chunk_rows)
     assert reservoir.rows is not None  # scan_batch refuses a batch without rows
+    needed = MIN_ROWS_PER_BIN * params.bins
+    if stats.rows < needed:
+        raise StageError(
+            f"{source}: {stats.rows} scorable rows are too few to judge drift: PSI over "
+            f"drift.bins {params.bins} needs at least {needed} ({MIN_ROWS_PER_BIN} per bin; "
+            "fewer, and the training data itself reads as drift); score a larger batch"
+        )
     features = compare(frame, stats, reservoir.rows, edges, params)
     drifted = sorted(name for name, f in features.items() if f["status"] == "drift")
     return {

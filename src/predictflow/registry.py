@@ -168,6 +168,15 @@ def resolve(client: MlflowClient, ref: str | None) -> ModelVersion:
 
     name, selector = parse_ref(ref, MODEL_NAME)
     try:
+        if name is None:  # models:/m-<id>: the version registered from that logged model
+            found = [
+                v
+                for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+                if v.source == ref
+            ]
+            if not found:
+                raise RegistryError(f"{ref!r}: no registered version of {MODEL_NAME!r} holds it")
+            return client.get_model_version(MODEL_NAME, str(min(int(v.version) for v in found)))
         if selector is None:
             versions = client.search_model_versions(f"name = '{name}'")
             if not versions:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
+import re
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -110,14 +111,25 @@ class Reader(Protocol):
 
 def parse_ref(ref: str | None, default_name: str) -> tuple[str, str | None]:
     """(model name, selector) of `models:/name@alias`, `models:/name/3`, `models:/name/Stage`,
-    `3` or None (the newest); an `@` starts an alias selector."""
+    `models:/name/latest`, `3` or None (the newest: what MLflow's `latest` means too); an `@`
+    starts an alias selector. A logged model's `models:/m-<id>` gives (None, "m-<id>")."""
     if not (ref and ref.startswith("models:/")):
         return default_name, ref
     body = ref.removeprefix("models:/")
+    if LOGGED_MODEL.fullmatch(body):
+        return None, body
     name, sep, selector = body.partition("@") if "@" in body else body.partition("/")
     if not name or not selector:
-        raise RegistryError(f"model URI {ref!r}: expected models:/NAME@ALIAS or models:/NAME/N")
+        raise RegistryError(
+            f"model URI {ref!r}: expected models:/NAME@ALIAS, models:/NAME/N, "
+            "models:/NAME/latest or models:/m-<id>"
+        )
+    if sep != "@" and selector.lower() == "latest":
+        return name, None
     return name, f"@{selector}" if sep == "@" else selector
+
+
+LOGGED_MODEL = re.compile(r"m-[0-9a-f]{32}")  # MLflow 3's logged model id
 
 
 def canonical_stage(stage: str) -> str:
@@ -131,6 +143,11 @@ def canonical_stage(stage: str) -> str:
 def resolve(reader: Reader, ref: str | None, default_name: str) -> Version:
     """The version `ref` names, as `registry.resolve` finds it through `MlflowClient`."""
     name, selector = parse_ref(ref, default_name)
+    if name is None:
+        raise RegistryError(
+            f"{ref!r} names a logged model, not a registered version; name the version "
+            f"(models:/{default_name}/N): `predictflow lineage` lists them by number"
+        )
     try:
         if selector is None:
             newest = reader.newest(name)
