@@ -170,9 +170,7 @@ def resolve(client: MlflowClient, ref: str | None) -> ModelVersion:
     try:
         if name is None:  # models:/m-<id>: the version registered from that logged model
             found = [
-                v
-                for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
-                if v.source == ref
+                v for v in client.search_model_versions(f"name = '{MODEL_NAME}'") if v.source == ref
             ]
             if not found:
                 raise RegistryError(f"{ref!r}: no registered version of {MODEL_NAME!r} holds it")
