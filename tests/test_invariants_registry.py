@@ -154,6 +154,25 @@ def test_random_promotion_sequences_keep_the_invariant(store_client, seed: int) 
         check_invariant(store_client, held, ever)
 
 
+@pytest.mark.parametrize("skew_hours", [-2, -0.001, 3])
+def test_a_client_clock_off_by_hours_orders_no_move_wrongly(
+    store_client, monkeypatch, skew_hours: float
+) -> None:
+    """Each move is numbered under its alias's lock: a promotion from a client whose clock is
+    behind (or ahead) is still the newest move, so its record is found and no gap reported."""
+    from datetime import UTC, datetime, timedelta
+
+    step(store_client, {"1": set(), "2": set(), "3": set()}, set(), "staging", "1")
+    skewed = datetime.now(UTC) + timedelta(hours=skew_hours)
+    monkeypatch.setattr(registry, "_now", lambda: skewed.isoformat(timespec="microseconds"))
+    for number, reason in (("2", "from a skewed clock"), ("3", "the right clock again")):
+        registry.move_alias(store_client, "staging", number, TESTS, reason)
+        monkeypatch.undo()
+        assert registry.audit_gaps(store_client) == []
+        latest = registry.latest_move(store_client, "staging", number)
+        assert latest is not None and (latest.version, latest.event["reason"]) == (number, reason)
+
+
 MOVE_IN_CHILD = (
     "import sys; import mlflow; from predictflow import registry; "
     "from predictflow.access import Caller; uri = sys.argv[1]; "

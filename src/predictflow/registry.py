@@ -298,9 +298,26 @@ def _moves(client: MlflowClient, alias: str) -> list[AuditedMove]:
 
 
 def _order(move: AuditedMove) -> tuple[object, ...]:
+    """Moves of one alias in the order they happened: by the sequence number each move took
+    under the alias's lock (clients' clocks disagree: one 2 h behind made a correct promotion
+    look older than the one it replaced); events from before there was one, by their time."""
     from datetime import datetime
 
-    return (datetime.fromisoformat(move.event.get("when", "1970-01-01T00:00:00+00:00")), move.key)
+    seq = move.event.get("seq")
+    when = datetime.fromisoformat(move.event.get("when", "1970-01-01T00:00:00+00:00"))
+    return (seq is not None, int(seq) if seq is not None else 0, when, move.key)
+
+
+SEQ_TAG = "audit.seq."  # + alias: a registered-model tag, the last sequence number of its moves
+
+
+def _next_seq(client: MlflowClient, alias: str) -> str:
+    """The next move number of `alias`; called only under `move_lock(alias)`, so no two moves
+    of it take the same one."""
+    tags = client.get_registered_model(MODEL_NAME).tags
+    seq = str(int(tags.get(f"{SEQ_TAG}{alias}", "0")) + 1)
+    client.set_registered_model_tag(MODEL_NAME, f"{SEQ_TAG}{alias}", seq)
+    return seq
 
 
 def _events(version: ModelVersion) -> list[tuple[str, dict[str, str]]]:
@@ -345,6 +362,7 @@ def move_alias(
         "holds": ",".join(sorted({*held, alias})),
         "reason": reason,
         "status": PENDING,
+        "seq": _next_seq(client, alias),
     }
     key = record_event(client, version, event)
     checkpoint("promote:audit-pending")
@@ -380,6 +398,7 @@ def reconcile(
         "reason": f"recorded after the fact: {alias} held this version without an audit "
         f"record ({reason})",
         "status": DONE,
+        "seq": _next_seq(client, alias),
     }
     record_event(client, version, event)
     return event
