@@ -18,9 +18,9 @@ help: ## list the targets (coloured only on a terminal)
 # uv installs the pinned set about 4x faster than pip (docs/benchmarks.md, "faster installs");
 # pip only bootstraps uv itself, pinned by constraints.txt like everything else.
 $(INSTALLED): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
+	@test -x "$(BIN)"/python || "$(PYTHON)" -m venv $(VENV)
+	"$(BIN)"/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	"$(BIN)"/uv pip install --quiet --python "$(BIN)"/python --compile-bytecode \
 		-c constraints.txt -e '.[dev]'
 	@$(MAKE) --no-print-directory activate-hook
 	@touch $@
@@ -28,9 +28,9 @@ $(INSTALLED): pyproject.toml constraints.txt
 # `source .venv/bin/activate` also points MLflow at the project's store (scripts/activate-mlflow.sh);
 # `deactivate` unsets only what the hook set.
 activate-hook:
-	@grep -q _PREDICTFLOW_STORE $(BIN)/activate || { \
-		sed -i 's/^deactivate () {$$/&\n    if [ -n "$${_PREDICTFLOW_STORE:-}" ]; then unset MLFLOW_TRACKING_URI MLFLOW_BACKEND_STORE_URI _PREDICTFLOW_STORE; fi/' $(BIN)/activate; \
-		cat scripts/activate-mlflow.sh >> $(BIN)/activate; }
+	@grep -q _PREDICTFLOW_STORE "$(BIN)"/activate || { \
+		sed -i 's/^deactivate () {$$/&\n    if [ -n "$${_PREDICTFLOW_STORE:-}" ]; then unset MLFLOW_TRACKING_URI MLFLOW_BACKEND_STORE_URI _PREDICTFLOW_STORE; fi/' "$(BIN)"/activate; \
+		cat scripts/activate-mlflow.sh >> "$(BIN)"/activate; }
 
 # `dvc plots show` renders offline: .dvc/config names this template (plots.html_template), which
 # inlines Vega, Vega-Lite and Vega-Embed from the npm packages pinned by package-lock.json instead of
@@ -54,11 +54,11 @@ install: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## create .venv and instal
 # the receipt names (exit 10), train logs it again and register registers it (same model bytes,
 # so dvc.lock does not change).
 repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the data, run the whole pipeline, register the model
-	$(BIN)/predictflow data ensure
-	$(BIN)/dvc repro
-	@$(BIN)/python -m predictflow.doctor || { status=$$?; [ $$status -eq 10 ] || exit $$status; \
+	"$(BIN)"/predictflow data ensure
+	"$(BIN)"/dvc repro
+	@"$(BIN)"/python -m predictflow.doctor || { status=$$?; [ $$status -eq 10 ] || exit $$status; \
 		echo "the tracking store lacks this workspace's model: logging and registering it again"; \
-		$(BIN)/dvc repro --force --single-item train evaluate register; }
+		"$(BIN)"/dvc repro --force --single-item train evaluate register; }
 	@echo "Done. Runs: make ui | Model lineage: predictflow lineage | Metrics: dvc metrics show"
 
 # One pytest-xdist worker per core, each taking whole test files (their module fixtures build a
@@ -66,13 +66,13 @@ repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the da
 # not xdist's most-tests-first); TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= $(shell nproc)
 test: $(INSTALLED) $(PLOTS_TEMPLATE) ## run the whole test suite (slow end-to-end tests included)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	"$(BIN)"/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit tests only: in process, no built pipeline, server or browser
-	$(BIN)/pytest -m unit
+	"$(BIN)"/pytest -m unit
 
 bench: $(INSTALLED) ## ours vs the one-script peer and bare baselines (7k and 1M rows) -> docs/benchmarks.md (15-25 min)
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	"$(BIN)"/python -m benchmarks.run $(BENCH_ARGS)
 
 # One worker is plenty for one person and starts 4x lighter. MLflow imports Starlette's WSGI shim,
 # which warns once per worker about a deprecation only MLflow can act on.
@@ -81,24 +81,24 @@ ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 ($PORT) over the project'
 		echo "MLFLOW_TRACKING_URI is a server: its UI is $$MLFLOW_TRACKING_URI"; exit 0;; esac; \
 	mkdir -p mlflow_data; \
 	PYTHONWARNINGS='ignore:starlette.middleware.wsgi is deprecated' \
-	$(BIN)/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --workers 1 \
-		--backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow_data/mlflow.db}
+	"$(BIN)"/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --workers 1 \
+		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow_data/mlflow.db}"
 
 server: $(INSTALLED) ## team MLflow server on 127.0.0.1:$PORT (5001), PostgreSQL store (see README)
-	$(BIN)/python scripts/mlflow_server.py
+	"$(BIN)"/python scripts/mlflow_server.py
 
 lint: $(INSTALLED) ## ruff: lint and format check
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	"$(BIN)"/ruff check .
+	"$(BIN)"/ruff format --check .
 
 format: $(INSTALLED) ## ruff: fix what can be fixed, format
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+	"$(BIN)"/ruff check --fix .
+	"$(BIN)"/ruff format .
 
 # uv keeps every pin already in constraints.txt unless `make lock UPGRADE=--upgrade`. setuptools is
 # left to the venv (zc.lockfile asks for it; pinning it would replace the venv's own copy).
 lock: $(INSTALLED) ## resolve pyproject.toml's dependencies into constraints.txt (UPGRADE=--upgrade)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet \
+	"$(BIN)"/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet \
 		--no-emit-package setuptools --custom-compile-command 'make lock' $(UPGRADE) \
 		-o constraints.txt
 
