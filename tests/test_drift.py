@@ -229,3 +229,41 @@ def test_a_batch_too_small_to_judge_is_refused_not_called_drift(
         else:
             verdicts[rows] = facts_of(result)["verdict"]
     assert verdicts == {400: "ok"}
+
+
+@pytest.mark.pipeline
+def test_a_corrupted_cache_object_is_named_or_passed_over_for_the_remote(
+    drift_repo: Path, tmp_path: Path
+) -> None:
+    """DVC never re-checks a cache object and `dvc fetch` skips a present one, so "run dvc
+    fetch" cannot help: with no good copy anywhere the corrupt file is named with what to do
+    (and `doctor` finds it);
+    with one in the default remote, that copy is used and the cache is left alone."""
+    repo = tmp_path / "repo"
+    shutil.copytree(drift_repo, repo, symlinks=True)
+    pinned = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / pinned[:2] / pinned[2:]
+    good = cached.read_bytes()
+
+    def corrupt() -> None:
+        cached.unlink(missing_ok=True)
+        cached.write_bytes(good.replace(b"Yes", b"No", 1))  # one customer's label flipped
+
+    corrupt()
+    batch = synth_batch(tmp_path / "batch.csv", seed=7, rows=500)
+    refused = drift(repo, batch)
+    assert_one_line_error(
+        refused, pinned, f"the DVC cache copy {cached} is corrupt", "delete it", "dvc fetch"
+    )
+    doctor = json.loads(predictflow(repo, "doctor", "--json", check=False).stdout)["findings"]
+    (found,) = [f for f in doctor if f["check"] == "DVC cache"]
+    assert found["status"] == "problem", found
+    assert f"{pinned[:2]}/{pinned[2:]} (should hash to {pinned})" in found["detail"]
+    cached.unlink(missing_ok=True)  # doctor's `dvc status` deletes a corrupt object it meets
+    cached.write_bytes(good)  # as on the machine with a good copy, which pushes it
+    dvc(repo, "push", "-q", "data/customers.csv.dvc")
+    corrupt()
+    result = drift(repo, batch, "--json")
+    assert result.returncode == 0, result.stderr
+    assert facts_of(result)["reference_data_md5"] == pinned
+    assert cached.read_bytes() != good  # read only: the corrupt object is the user's to delete

@@ -329,6 +329,40 @@ def check_release(client) -> Finding | None:
     return Finding("release ledger", "ok", detail)
 
 
+def check_cache(workspace: Path) -> Finding:
+    """Each cached file that dvc.lock or a `.dvc` pin names still hashes to its name. DVC
+    trusts a present object (neither `status` nor `fetch` re-hashes it), so a corrupted one is
+    served to `checkout`, `drift` and `data diff` as if it were the data."""
+    try:
+        stages = lineage.load_lock(workspace)
+    except (OSError, UserError):
+        stages = {}
+    md5s = {m for s in stages.values() for m in (*s.deps.values(), *s.outs.values())}
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", "*.dvc"], cwd=workspace, capture_output=True, check=False
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        try:
+            md5s.add(lineage.pinned_md5(workspace / name))
+        except (OSError, UserError):
+            continue  # a broken pin is `data ensure`'s to report
+    cache = workspace / ".dvc" / "cache" / "files" / "md5"
+    corrupt = []
+    for md5 in sorted(m for m in md5s if m and not m.endswith(".dir")):
+        obj = cache / md5[:2] / md5[2:]
+        if obj.is_file() and lineage.file_md5(obj) != md5:
+            corrupt.append(f"{obj.relative_to(workspace)} (should hash to {md5})")
+    if corrupt:
+        return Finding(
+            "DVC cache",
+            "problem",
+            f"{len(corrupt)} corrupt cache object(s): {'; '.join(corrupt)}",
+            "delete each, then `dvc fetch` (a pushed copy) or `dvc repro` (a pipeline out) "
+            "restores it: DVC skips a present object, corrupt or not",
+        )
+    return Finding("DVC cache", "ok", f"{len(md5s)} pinned object(s) checked, none corrupt")
+
+
 def _download_model(version, tmp: str) -> Path:
     import mlflow
 
@@ -597,6 +631,7 @@ def run_checks(
     elif not exists:  # no store at all: lost, if this workspace registered a model
         findings.append(check_receipt(workspace, store, None))
     findings += check_server_access(tracking.tracking_uri(store))
+    findings.append(check_cache(workspace))  # before `dvc status`, which deletes what it finds
     findings += check_lock(workspace)
     findings.append(check_secrets(workspace))
     findings.append(check_remote(workspace, remote))

@@ -55,16 +55,28 @@ def pinned_data(workspace: Path, data_md5: str, what: str = "training data") -> 
     """The raw file with `data_md5`: from the local DVC cache, else the default remote.
 
     Read only: a file fetched from the remote goes to a temp dir, never into the workspace.
-    `what` names the file in the error (`predictflow data diff` reads any data version here).
+    Every copy is hashed before it is used: a corrupted cache object (DVC never re-checks one,
+    and `dvc fetch` skips it as present) is passed over for the remote's copy, and named when
+    there is none. `what` names the file in the error (`predictflow data diff` reads any data
+    version here).
     """
     from dvc.config import NoRemoteError
     from dvc.repo import Repo
 
     with Repo(str(workspace)) as repo:
         cached = Path(repo.cache.local.oid_to_path(data_md5))
+        corrupt = None
         if cached.is_file():
-            yield cached
-            return
+            actual = lineage.file_md5(cached)
+            if actual == data_md5:
+                yield cached
+                return
+            corrupt = (
+                f"{what} md5 {data_md5}: the DVC cache copy {cached} is corrupt (its content "
+                f"hashes to {actual}) and the default remote has no copy: delete it, then "
+                "`dvc fetch` gets a good copy once one is pushed (`dvc fetch` skips a present "
+                "object, corrupt or not)"
+            )
         try:
             odb = repo.cloud.get_remote_odb()
         except NoRemoteError:
@@ -72,12 +84,20 @@ def pinned_data(workspace: Path, data_md5: str, what: str = "training data") -> 
         remote_path = odb.oid_to_path(data_md5) if odb is not None else None
         if odb is None or not odb.fs.exists(remote_path):
             raise StageError(
-                f"{what} md5 {data_md5} is in neither the DVC cache nor the default "
+                corrupt
+                or f"{what} md5 {data_md5} is in neither the DVC cache nor the default "
                 "remote; run `dvc push` on the machine that added it or trained on it"
             )
         with tempfile.TemporaryDirectory(prefix="predictflow-drift-") as tmp:
             local = Path(tmp) / "customers.csv"
             odb.fs.get_file(remote_path, str(local))
+            if lineage.file_md5(local) != data_md5:
+                raise StageError(
+                    f"{what} md5 {data_md5}: the default remote's copy is corrupt too"
+                    if corrupt
+                    else f"{what} md5 {data_md5}: the default remote's copy is corrupt; "
+                    "`dvc push` a good copy from the machine that added it"
+                )
             yield local
 
 
@@ -95,8 +115,6 @@ def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any])
         ) from None
     source = f"training data md5 {data_md5}"
     with pinned_data(workspace, data_md5) as path:
-        if lineage.file_md5(path) != data_md5:
-            raise StageError(f"{path}: content does not match md5 {data_md5}; run `dvc fetch`")
         frame, _ = clean(read_raw(path), source)
     train, _ = data.split(frame, PrepareParams(test_size=test_size), seed, source)
     return Reference(train, data_md5, seed, test_size)
