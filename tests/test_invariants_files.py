@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -578,3 +579,34 @@ def test_report_replaces_its_own_page(repo: Path) -> None:
     assert "by <code>predictflow report</code>" in first
     predictflow(repo, "report", "--output", "reports/lineage.html", "--version", "1")
     assert "details below are for version 1" in (repo / "reports/lineage.html").read_text()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: the scores of 2,000 customers do not fit (root only, as on CI)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_during_predict_is_one_line_and_leaves_nothing(
+    repo: Path, full_disk: Path
+) -> None:
+    lines = (repo / RAW).read_text().splitlines(keepends=True)[:2001]
+    (repo / "big.csv").write_text("".join(lines))
+    output = full_disk / "scores.csv"
+    result = predictflow(
+        repo, "predict", *MODEL, "--input", "big.csv", "--output", output, check=False
+    )
+    assert_one_line_error(
+        result, str(output), "No space left on device", "nothing was written", "--output"
+    )
+    assert list(full_disk.iterdir()) == []

@@ -11,6 +11,7 @@ Imports are lazy: `--help`, `lineage`, `doctor` and `access whoami` load only wh
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -561,6 +562,11 @@ def access_grant(user: str, role: str, as_json: bool) -> None:
 # --- entry point -------------------------------------------------------------------------------
 
 
+# The machine's state, not a bug: a full disk or quota, a read-only file system. Every write
+# goes through a temp file renamed into place, so nothing is left half-written.
+MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def _fail(message: str, code: int) -> None:
     print(f"predictflow: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -594,6 +600,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail("aborted", 1)
     except UserError as err:
         _fail(str(err), err.exit_code)
+    except OSError as err:
+        if err.errno not in MACHINE_ERRORS:
+            raise  # a bug: its traceback is what the developer needs
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(f"{where}{err.strerror}; free space or pick a writable place, then run again", 1)
     except Exception as err:
         mapped = _refusal(err)
         if mapped is None:

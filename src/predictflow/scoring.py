@@ -6,6 +6,7 @@ written to a temp file and renamed at the end, so a failure leaves no partial CS
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 import pandas as pd
 
+from predictflow.errors import UserError
 from predictflow.io import atomic_path
 from predictflow.schema import (
     FEATURES,
@@ -174,30 +176,40 @@ def score_csv(
     if (shadow is None) != (agreement is None):
         raise ValueError("a shadow model and its agreement come together")
     report = ScoreReport(agreement=agreement)
-    with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
-        bar = tqdm(unit=" rows", desc="scoring", disable=None if progress is None else not progress)
-        labels = FileLabels(str(source))
-        for chunk in read_raw(source, chunksize=chunk_rows):
-            rows, chunk_report = clean(
-                chunk, str(source), strict_categories=False, require_target=False
+    try:
+        with atomic_path(output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+            bar = tqdm(
+                unit=" rows", desc="scoring", disable=None if progress is None else not progress
             )
-            labels.check(chunk, rows)
-            report.clean.add(chunk_report)
-            if len(rows):
-                scores = score_frame(model, rows, threshold)
-                if shadow is not None and report.agreement is not None:
-                    scores = with_shadow(scores, shadow, rows, threshold, report.agreement)
-                report.scores_digest.update(write_scores(out, scores, report.rows_scored == 0))
-                report.rows_scored += len(rows)
-            bar.update(len(chunk))
-        bar.close()
-        if report.clean.rows_read == 0:
-            raise DataContractError(f"{source}: no data rows after the header")
-        if report.rows_scored == 0:
-            raise DataContractError(
-                f"{source}: no row can be scored: all {report.clean.rows_read} have a blank "
-                "TotalCharges at tenure > 0; nothing was written"
-            )
+            labels = FileLabels(str(source))
+            for chunk in read_raw(source, chunksize=chunk_rows):
+                rows, chunk_report = clean(
+                    chunk, str(source), strict_categories=False, require_target=False
+                )
+                labels.check(chunk, rows)
+                report.clean.add(chunk_report)
+                if len(rows):
+                    scores = score_frame(model, rows, threshold)
+                    if shadow is not None and report.agreement is not None:
+                        scores = with_shadow(scores, shadow, rows, threshold, report.agreement)
+                    report.scores_digest.update(write_scores(out, scores, report.rows_scored == 0))
+                    report.rows_scored += len(rows)
+                bar.update(len(chunk))
+            bar.close()
+            if report.clean.rows_read == 0:
+                raise DataContractError(f"{source}: no data rows after the header")
+            if report.rows_scored == 0:
+                raise DataContractError(
+                    f"{source}: no row can be scored: all {report.clean.rows_read} have a blank "
+                    "TotalCharges at tenure > 0; nothing was written"
+                )
+    except OSError as err:  # a full disk or a read-only folder: the temp file is gone
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        raise UserError(
+            f"{output}: cannot be written ({err.strerror}); nothing was written: free space "
+            "or give another --output"
+        ) from None
     return report
 
 
