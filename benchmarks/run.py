@@ -114,7 +114,10 @@ class Bench:
         if rows not in self.csvs:
             path = self.work / "data" / f"customers-{rows}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.run([BIN / "predictflow", "data", "synth", "--rows", rows, "--out", path, "--force"], REPO)
+            self.run(
+                [BIN / "predictflow", "data", "synth", "--rows", rows, "--out", path, "--force"],
+                REPO,
+            )
             self.csvs[rows] = path
         return self.csvs[rows]
 

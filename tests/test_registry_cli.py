@@ -67,7 +67,10 @@ def test_lineage_answers_both_questions(repo: Path) -> None:
     [
         ("models:/churn-predictor@nope", "model 'models:/churn-predictor@nope' not found"),
         ("7", "model '7' not found"),
-        ("models:/", "expected models:/NAME@ALIAS or models:/NAME/N"),
+        (
+            "models:/",
+            "expected models:/NAME@ALIAS, models:/NAME/N, models:/NAME/latest or models:/m-<id>",
+        ),
     ],
 )
 def test_lineage_of_an_unknown_model_is_one_line(repo: Path, uri: str, expected: str) -> None:

@@ -169,7 +169,8 @@ def test_registry_resolve_parses_and_fails_as_the_reader_does(store_repo: Path) 
         )
         assert found(registry.resolve, client, ref) == expected, ref
     assert found(registry.resolve, client, "models:/") == (
-        "error: model URI 'models:/': expected models:/NAME@ALIAS or models:/NAME/N"
+        "error: model URI 'models:/': expected models:/NAME@ALIAS, models:/NAME/N, "
+        "models:/NAME/latest or models:/m-<id>"
     )
 
 
