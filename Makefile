@@ -66,9 +66,12 @@ repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the da
 # not xdist's most-tests-first); TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= $(shell nproc)
 test: $(INSTALLED) $(PLOTS_TEMPLATE) ## run the whole test suite (slow end-to-end tests included)
+	"$(BIN)"/lint-imports --no-cache --no-logo
 	"$(BIN)"/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## unit tests only: in process, no built pipeline, server or browser
+# lint-imports: the import layers and no cycles ([tool.importlinter] in pyproject.toml)
+test-fast: $(INSTALLED) $(PLOTS_TEMPLATE) ## import layers, then unit tests only: in process, no built pipeline, server or browser
+	"$(BIN)"/lint-imports --no-cache --no-logo
 	"$(BIN)"/pytest -m unit
 
 bench: $(INSTALLED) ## ours vs the one-script peer and bare baselines (7k and 1M rows) -> docs/benchmarks.md (15-25 min)

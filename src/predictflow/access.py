@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from predictflow.stage import StageError
+from predictflow.errors import StageError
 from predictflow.tracking import EXPERIMENT, MODEL_NAME
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from predictflow.errors import StageError
 from predictflow.lineage import file_md5
-from predictflow.stage import StageError
 from predictflow.tracking import MODEL_NAME
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictflow.errors import StageError
 from predictflow.params import PrepareParams
 from predictflow.schema import TARGET, TARGET_VALUES, CleanReport, as_written
-from predictflow.stage import StageError
 
 
 def split(

@@ -23,9 +23,9 @@ import pandas as pd
 import yaml
 
 from predictflow import drift, lineage, paths
+from predictflow.errors import StageError
 from predictflow.params import DriftParams
 from predictflow.schema import ID
-from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     import pyarrow as pa

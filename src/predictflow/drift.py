@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from predictflow import data, lineage, tracking
+from predictflow.errors import StageError
 from predictflow.params import DriftParams, PrepareParams
 from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
 from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
-from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow.stage import StageError
+from predictflow.errors import StageError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from predictflow import io, lineage, tracking
+from predictflow.errors import StageError
 from predictflow.schema import ID, TARGET
-from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from predictflow import io, lineage, paths, synth
-from predictflow.stage import StageError
+from predictflow.errors import StageError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow.errors import UserError
-from predictflow.stage import checkpoint
+from predictflow.errors import RegistryError
+from predictflow.faults import checkpoint
 from predictflow.tracking import MODEL_NAME, store_lock
 
 if TYPE_CHECKING:
@@ -69,10 +69,6 @@ def register(
         for line in chatter.getvalue().splitlines():
             log.debug("%s", line)
         return created, True
-
-
-class RegistryError(UserError):
-    """A model URI or version does not resolve; the message is one line for the user."""
 
 
 LOCK_PREFIX = f"{MODEL_NAME}-lock-"  # + the alias: a registered model that exists while held
@@ -164,7 +160,7 @@ def resolve(client: MlflowClient, ref: str | None) -> ModelVersion:
     or None for the newest registered version."""
     from mlflow.exceptions import MlflowException
 
-    from predictflow.registry_read import parse_ref  # it imports RegistryError from here
+    from predictflow.refs import parse_ref
 
     name, selector = parse_ref(ref, MODEL_NAME)
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
-import re
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
-from predictflow.registry import RegistryError
+from predictflow.errors import RegistryError
+from predictflow.refs import parse_ref
 
 if TYPE_CHECKING:
     import requests
@@ -107,29 +107,6 @@ class Reader(Protocol):
 
     def artifact_text(self, run_id: str, path: str) -> str | None:
         """A run artifact's text, None when it cannot be read."""
-
-
-def parse_ref(ref: str | None, default_name: str) -> tuple[str, str | None]:
-    """(model name, selector) of `models:/name@alias`, `models:/name/3`, `models:/name/Stage`,
-    `models:/name/latest`, `3` or None (the newest: what MLflow's `latest` means too); an `@`
-    starts an alias selector. A logged model's `models:/m-<id>` gives (None, "m-<id>")."""
-    if not (ref and ref.startswith("models:/")):
-        return default_name, ref
-    body = ref.removeprefix("models:/")
-    if LOGGED_MODEL.fullmatch(body):
-        return None, body
-    name, sep, selector = body.partition("@") if "@" in body else body.partition("/")
-    if not name or not selector:
-        raise RegistryError(
-            f"model URI {ref!r}: expected models:/NAME@ALIAS, models:/NAME/N, "
-            "models:/NAME/latest or models:/m-<id>"
-        )
-    if sep != "@" and selector.lower() == "latest":
-        return name, None
-    return name, f"@{selector}" if sep == "@" else selector
-
-
-LOGGED_MODEL = re.compile(r"m-[0-9a-f]{32}")  # MLflow 3's logged model id
 
 
 def canonical_stage(stage: str) -> str:

@@ -5,29 +5,14 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
-from predictflow.errors import UserError
+from predictflow.errors import StageError, UserError
+from predictflow.faults import checkpoint
 
-
-class StageError(UserError):
-    """A stage or command refuses to go on; the message says why and what to do."""
-
-
-FAULT_ENV = "PREDICTFLOW_FAULT"
-
-
-def checkpoint(name: str) -> None:
-    """Crash-test seam: SIGKILL this process here when `PREDICTFLOW_FAULT` names this point.
-
-    Lets tests kill a stage at an exact step (during fit, after logging the model, after
-    registering) and check that nothing is left half-done. Does nothing otherwise.
-    """
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["StageError", "checkpoint", "configure_logging", "quiet_libraries", "run"]
 
 
 NOISY_LOGGERS = ("mlflow", "alembic", "urllib3", "matplotlib", "dvc")
@@ -87,7 +72,10 @@ def skip_final_collection() -> None:
 
 def _store_refusals() -> AbstractContextManager[None]:
     """A 401/403 from the team server as one user error (see `access.refusals`)."""
-    from predictflow import access, tracking  # access builds on this module
+    from predictflow import (  # imported here: a stage without the store skips MLflow
+        access,
+        tracking,
+    )
 
     return access.refusals(tracking.tracking_uri(tracking.store_root()))
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from predictflow.errors import StageError
 from predictflow.lineage import file_md5, workspace_root
-from predictflow.stage import StageError
 
 if TYPE_CHECKING:
     from mlflow.entities import Dataset as DatasetEntity

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from predictflow import paths
+from predictflow.errors import StageError
 from predictflow.params import ParamsError, TuneParams, describe, load_params_data, parse_params
-from predictflow.stage import StageError
 from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
 
 if TYPE_CHECKING:
