@@ -87,7 +87,7 @@ ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 ($PORT) over the project'
 	"$(BIN)"/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --workers 1 \
 		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow_data/mlflow.db}"
 
-server: $(INSTALLED) ## team MLflow server on 127.0.0.1:$PORT (5001), PostgreSQL store (see README)
+server: $(INSTALLED) ## team MLflow server on 127.0.0.1:$PORT (5001), PostgreSQL store (see docs/team-server.md)
 	"$(BIN)"/python scripts/mlflow_server.py
 
 lint: $(INSTALLED) ## ruff: lint and format check

@@ -1,4 +1,7 @@
-"""The README runs as written: its ```bash and ```python blocks, in order, in a copy of the project.
+"""The README runs as written: its ```bash and ```python blocks, in order, in a copy of the project,
+followed by the blocks of every docs/ page, a page at a time in the order the README first links
+it (the pages hold what the README held before it was cut to a first screen, so each block runs
+in the state the ones before it leave; a page the README does not link runs last).
 
 The copy starts where the README's reader is after `make repro` (the session's `built_repo`,
 with its data, DVC cache and MLflow store), and `make repro` itself runs again there. Its `.venv`
@@ -21,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, REPO, child_env, copy_built_repo, free_port, stop_process_group
+from .docs_pages import doc_pages
 
 FENCE = re.compile(
     r"(?:<!-- readme-test: skip \((?P<skip>[^)]+)\) -->\n)?"
@@ -65,6 +69,12 @@ def readme_blocks(text: str) -> list[Block]:
     return [Block(m["lang"], m["code"], m["skip"]) for m in FENCE.finditer(text)]
 
 
+def documented_blocks(root: Path) -> list[Block]:
+    """The README's blocks, then each docs/ page's, in the order the test runs them."""
+    texts = [root / "README.md", *doc_pages(root)]
+    return [b for path in texts for b in readme_blocks(path.read_text(encoding="utf-8"))]
+
+
 def as_script_line(line: str, ports: dict[str, int]) -> str:
     """A README line as the test runs it: servers in the background on a free port."""
     if re.match(r"make ui\b", line):
@@ -105,13 +115,38 @@ def linked_venv(repo: Path) -> None:
     (venv / ".installed").touch()  # newer than pyproject.toml and constraints.txt
 
 
-def test_readme_blocks_are_found_and_skips_are_marked() -> None:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["README.md", *(p.name for p in doc_pages(REPO))])
+def test_readme_blocks_are_found_and_skips_are_marked(name: str) -> None:
+    """Every fence the regex misses would silently not run; every marker must sit on a block."""
+    path = REPO / ("" if name == "README.md" else "docs") / name
+    text = path.read_text(encoding="utf-8")
     blocks = readme_blocks(text)
     assert text.count("```bash") + text.count("```python") == len(blocks)
     assert text.count(SKIP_MARKER) == sum(1 for b in blocks if b.skip)
-    assert [b.lang for b in blocks].count("python") >= 1
-    assert blocks[0].code.startswith("make repro") and not blocks[0].skip
+
+
+def test_readme_and_docs_blocks_run_in_the_readmes_order() -> None:
+    readme = readme_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+    assert readme[0].code.startswith("make repro") and not readme[0].skip
+    assert [b.lang for b in readme].count("python") >= 1
+    blocks = documented_blocks(REPO)
+    assert blocks[: len(readme)] == readme
+    names = [p.name for p in doc_pages(REPO)]
+    # promotion puts a version on @production before monitoring's predict scores with it
+    assert names.index("promotion.md") < names.index("monitoring.md") < names.index("tuning.md")
+    codes = [b.code for b in blocks if not b.skip]
+    first = next(i for i, c in enumerate(codes) if "--to production" in c)
+    assert all("--shadow" not in c for c in codes[:first])
+
+
+def test_doc_pages_follow_the_readmes_links_then_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    for name in ("a.md", "b.md", "c.md", "z.md"):
+        (tmp_path / "docs" / name).write_text("# page\n")
+    (tmp_path / "README.md").write_text(
+        "[c](docs/c.md) [gone](docs/gone.md) [a](docs/a.md#part) [c again](docs/c.md)\n"
+    )
+    assert [p.name for p in doc_pages(tmp_path)] == ["c.md", "a.md", "b.md", "z.md"]
 
 
 def activated(venv_root: Path, commands: str, **env: str) -> str:
@@ -157,7 +192,7 @@ def test_readme_runs_as_written(built_repo: Path, tmp_path: Path) -> None:
     if (REPO / "node_modules").is_dir():  # `make install` built .dvc/plots.html from it
         (repo / "node_modules").symlink_to(REPO / "node_modules")
     linked_venv(repo)
-    blocks = readme_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+    blocks = documented_blocks(REPO)
     ports = {"ui": free_port(), "serve": free_port()}
     (tmp_path / "readme.sh").write_text(script(blocks, tmp_path, ports), encoding="utf-8")
 

@@ -567,9 +567,9 @@ def test_mlflow_ui_lists_the_model_and_the_report_works_against_it(
 
 
 def test_screenshot_in_docs_is_a_png() -> None:
-    """The README shows docs/report.png: it must exist and be an image."""
+    """docs/report.md shows docs/report.png: it must exist and be an image."""
     assert SCREENSHOT.read_bytes().startswith(report.PNG_MAGIC)
-    assert "docs/report.png" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert "](report.png)" in (REPO / "docs/report.md").read_text(encoding="utf-8")
 
 
 # --- many versions: a sweep registers one per point ---------------------------------------------
