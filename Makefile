@@ -78,13 +78,14 @@ bench: $(INSTALLED) ## ours vs the one-script peer and bare baselines (7k and 1M
 	"$(BIN)"/python -m benchmarks.run $(BENCH_ARGS)
 
 # One worker is plenty for one person and starts 4x lighter. MLflow imports Starlette's WSGI shim,
-# which warns once per worker about a deprecation only MLflow can act on.
+# which warns once per worker about a deprecation only MLflow can act on. `predictflow-ui` is
+# MLflow's own app with browser defaults that open experiments on training runs (docs/ui.md).
 ui: $(INSTALLED) ## MLflow UI on http://127.0.0.1:5000 ($PORT) over the project's store
 	@case "$${MLFLOW_TRACKING_URI:-}" in http*) \
 		echo "MLFLOW_TRACKING_URI is a server: its UI is $$MLFLOW_TRACKING_URI"; exit 0;; esac; \
 	mkdir -p mlflow_data; \
 	PYTHONWARNINGS='ignore:starlette.middleware.wsgi is deprecated' \
-	"$(BIN)"/mlflow ui --host 127.0.0.1 --port $${PORT:-5000} --workers 1 \
+	"$(BIN)"/mlflow ui --app-name predictflow-ui --host 127.0.0.1 --port $${PORT:-5000} --workers 1 \
 		--backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow_data/mlflow.db}"
 
 server: $(INSTALLED) ## team MLflow server on 127.0.0.1:$PORT (5001), PostgreSQL store (see docs/team-server.md)

@@ -1,8 +1,9 @@
-"""What a user sees in the MLflow UI, in real headless Chromium against `mlflow ui` on the store
+"""What a user sees in the MLflow UI, in real headless Chromium against `make ui` on the store
 a cold `dvc repro` filled: the experiment as training runs, and which data each run and model used.
 
 Screenshots for the docs: `PREDICTFLOW_UPDATE_SCREENSHOT=1 pytest tests/test_mlflow_ui.py`
-rewrites docs/mlflow-runs-datasets.png and docs/mlflow-model-version.png.
+rewrites docs/mlflow-runs-landing.png, docs/mlflow-runs-datasets.png and
+docs/mlflow-model-version.png.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
-from predictflow import lineage, tracking
+from predictflow import lineage, provenance, tracking
 
-from .conftest import REPO, copy_built_repo
+from .conftest import BIN, REPO, copy_built_repo, run
 from .test_report import browser, chromium, mlflow_ui  # noqa: F401 (`browser` is a fixture)
 
 pytestmark = pytest.mark.pipeline
@@ -27,8 +29,11 @@ pytestmark = pytest.mark.pipeline
 DOCS = REPO / "docs"
 # MLflow 3.17's UI picks the page kind from the `workflowType` query parameter (else the browser's
 # last choice, GenAI by default); the experiment tag is what other MLflow versions and tools read.
-TRAINING = "workflowType=machine_learning"
+TRAINING = provenance.TRAINING_VIEW
 WINDOW = "--window-size=1400,900"
+# What only the GenAI overview and the open MLflow Assistant panel put on the page
+GENAI_POPUP = "Detect Issues"
+ASSISTANT_PANEL = 'placeholder="Ask a question'
 
 
 def store(repo: Path) -> MlflowClient:
@@ -63,6 +68,75 @@ def ui(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("mlflow-ui") / "ui.log"
     with mlflow_ui(repo, log) as base:
         yield base
+
+
+def newest_run(client: MlflowClient, experiment_id: str) -> Run:
+    (newest,) = client.search_runs(
+        [experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return newest
+
+
+def test_a_fresh_profile_lands_on_the_training_runs(
+    browser: str,  # noqa: F811
+    repo: Path,
+    ui: str,
+    tmp_path: Path,
+) -> None:
+    """The experiment's address as the Experiments list links it (no `workflowType`), in a
+    browser that has never seen the UI: the runs list with its Dataset column, nothing over it."""
+    client = store(repo)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    newest = newest_run(client, experiment.experiment_id)
+    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    shot = tmp_path / "landing.png"
+    dom = page(browser, tmp_path, f"{ui}/#/experiments/{experiment.experiment_id}", shot)
+    assert newest.info.run_name in dom and "matching run" in dom, dom[-3000:]
+    assert f'title="data/customers.csv ({raw_md5})"' in dom, dom[-3000:]
+    assert GENAI_POPUP not in dom
+    assert ASSISTANT_PANEL not in dom
+    keep_screenshot(shot, "mlflow-runs-landing.png")
+
+
+def test_the_link_lineage_prints_opens_the_run_as_model_training(
+    browser: str,  # noqa: F811
+    repo: Path,
+    ui: str,
+    tmp_path: Path,
+) -> None:
+    facts = json.loads(
+        run([BIN / "predictflow", "lineage", "--json"], repo, PREDICTFLOW_UI_URL=ui).stdout
+    )
+    link = facts["run"]["link"]
+    assert link.startswith(f"{ui}/#/experiments/") and link.endswith(f"?{TRAINING}"), link
+    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    dom = page(browser, tmp_path, link)
+    assert facts["run"]["name"] in dom, dom[-3000:]
+    assert f"data/customers.csv ({raw_md5})" in dom, dom[-3000:]
+    assert GENAI_POPUP not in dom
+    assert ASSISTANT_PANEL not in dom
+
+
+def test_plain_mlflow_ui_opens_genai_and_the_printed_link_still_opens_training(
+    browser: str,  # noqa: F811
+    repo: Path,
+    tmp_path: Path,
+) -> None:
+    """Why `make ui` serves the `predictflow-ui` app: MLflow 3.17 by itself (a team server, a bare
+    `mlflow ui`) opens a fresh profile on the GenAI overview with the assistant panel open, the
+    `mlflow.experimentKind` tag notwithstanding. The printed links' parameter alone picks the
+    training view there (the assistant is MLflow's to show)."""
+    client = store(repo)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    newest = newest_run(client, experiment.experiment_id)
+    with mlflow_ui(repo, tmp_path / "plain-ui.log", plain=True) as base:
+        dom = page(browser, tmp_path / "bare", f"{base}/#/experiments/{experiment.experiment_id}")
+        assert GENAI_POPUP in dom and ASSISTANT_PANEL in dom, dom[-3000:]
+        assert newest.info.run_name not in dom
+
+        link = provenance.run_link(experiment.experiment_id, newest.info.run_id, base)
+        dom = page(browser, tmp_path / "link", link)
+        assert newest.info.run_name in dom and GENAI_POPUP not in dom, dom[-3000:]
 
 
 def test_the_experiment_is_tagged_as_model_training(repo: Path) -> None:

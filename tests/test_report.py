@@ -499,24 +499,22 @@ def test_report_renders_in_headless_chromium(browser: str, rendered, tmp_path: P
 
 
 @contextmanager
-def mlflow_ui(repo: Path, log: Path) -> Iterator[str]:
-    """`make ui`'s command on a free loopback port; yields its address once it answers."""
+def mlflow_ui(repo: Path, log: Path, plain: bool = False) -> Iterator[str]:
+    """`make ui` itself over `repo`'s store on a free loopback port (or, `plain`, MLflow's own
+    `mlflow ui` with no project app); yields its address once it answers."""
     port = free_port()
     base = f"http://{HOST}:{port}"
+    uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
+    if plain:
+        command = [str(BIN / "mlflow"), "ui", "--host", HOST, "--port", str(port)]
+        command += ["--workers", "1", "--backend-store-uri", uri]
+    else:
+        command = ["make", "--no-print-directory", "-C", str(REPO), "ui"]
     with open(log, "wb") as handle:
         proc = subprocess.Popen(
-            [
-                str(BIN / "mlflow"),
-                "ui",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--backend-store-uri",
-                f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}",
-            ],
+            command,
             cwd=log.parent,
-            env=child_env(),
+            env=child_env(PORT=str(port), MLFLOW_TRACKING_URI=uri),
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -30,6 +30,17 @@ def ui_base() -> str:
     return os.environ.get("PREDICTFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
+# MLflow 3.17's UI shows a run or experiment in its GenAI layout unless the URL (or the browser's
+# last choice) says otherwise; the parameter makes a printed link open as model training wherever
+# the UI is served (a team server, a plain `mlflow ui`). See docs/ui.md.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def run_link(experiment_id: str, run_id: str, base: str | None = None) -> str:
+    """The run's page in the MLflow UI, in the model-training view."""
+    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
+
+
 # `register` is running when the lock is logged, so the lock's entry for it is the previous
 # run's: another version's hashes. It is never shown (older runs logged it).
 UNRECORDED_STAGES = ("register",)
@@ -81,7 +92,7 @@ def facts(source: Reader | MlflowClient, version: Any, workspace: Path) -> dict[
             "name": run.run_name,
             "experiment_id": run.experiment_id,
             "status": run.status,
-            "link": f"{ui_base()}/#/experiments/{run.experiment_id}/runs/{run.run_id}",
+            "link": run_link(run.experiment_id, run.run_id),
         },
         "params": {k: v for k, v in sorted(run.params.items()) if "." in k},
         "metrics": dict(sorted(run.metrics.items())),

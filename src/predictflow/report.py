@@ -320,7 +320,7 @@ def drift_checks(
                 run={
                     "id": info.run_id,
                     "name": info.run_name or info.run_id,
-                    "link": f"{ui}/#/experiments/{info.experiment_id}/runs/{info.run_id}",
+                    "link": provenance.run_link(info.experiment_id, info.run_id, ui),
                 },
             )
         )
