@@ -103,10 +103,10 @@ def _verified_version(
         )
     recorded = "the version's model_md5 tag"
     if ledger and releases.applies(client) and "production" in version.aliases:
-        problem = releases.production_problem(client, version)
-        if problem:
-            raise ArtifactError(f"refusing to load production: {problem}")
-        released = releases.released_md5(client, version)
+        judged = releases.judge(client, version)
+        if judged.problem or judged.release is None:
+            raise ArtifactError(f"refusing to load production: {judged.problem}")
+        released = judged.release.model_md5
         if released != expected:
             raise ArtifactError(
                 f"version {number}: its model_md5 tag is {expected} but the release a releaser "

@@ -293,26 +293,19 @@ def check_release(client) -> Finding | None:
     """On a team server: production is the last release a releaser recorded, and its stored
     model still has the md5 recorded then (an experimenter can re-tag a version and replace its
     artifact, not rewrite the ledger). None on a local store."""
-    from predictflow import releases
+    from predictflow import artifacts, releases
     from predictflow.registry import holder
 
     if not releases.applies(client):
         return None
     current = holder(client, "production")
-    problem = releases.production_problem(client, current)
+    problem = releases.judge(client, current).problem
     if problem is None and current is not None:
-        released = releases.released_md5(client, current)
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                actual = lineage.file_md5(_download_model(current, tmp))
-            except OSError as err:
-                actual = f"unreadable ({type(err).__name__})"
-        if actual != released:
-            problem = (
-                f"production -> version {current.version}: its stored model.pkl has md5 "
-                f"{actual}, but the release recorded {released}: the artifact was replaced "
-                "after the release"
-            )
+            try:  # the same check every load of production makes: bytes = tag = release
+                artifacts.download_verified(client, current, Path(tmp))
+            except artifacts.ArtifactError as err:
+                problem = str(err)
     if problem:
         return Finding(
             "release ledger",

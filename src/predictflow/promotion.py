@@ -259,7 +259,7 @@ def promote(
     if target == "production" and releases.applies(client):
         last = releases.latest(client)
         if last is not None and last.version == number and seen is not None:
-            return _restore_release(client, store, current, seen, caller, reason)
+            return _restore_release(client, store, current, seen, last, caller, reason)
     run = client.get_run(current.run_id)
     gates = [
         quality_gate(run.data.metrics.get("roc_auc"), limits.min_roc_auc),
@@ -305,6 +305,7 @@ def _restore_release(
     store: Path,
     current: ModelVersion,
     seen: ModelVersion,
+    last: releases.Release,
     caller: access.Caller,
     reason: str,
 ) -> Outcome:
@@ -312,8 +313,6 @@ def _restore_release(
     only releasers write, still names `current`): a releaser moves it back. No gate runs again:
     the version passed them when it was released, and its bytes are checked against that
     release's md5."""
-    last = releases.latest(client)
-    assert last is not None
     if current.tags.get("model_md5") != last.model_md5:
         raise PromotionRefused(
             f"version {current.version}: its model_md5 tag no longer matches its release "
@@ -347,10 +346,9 @@ def _ratify_release(
         return
     if last is not None:
         raise PromotionRefused(
-            f"production -> version {number}, but the last release a releaser recorded is "
-            f"version {last.version}: production was moved outside `predictflow promote`, "
-            f"and promoting would ratify a move that passed no gate; move it back with "
-            f"`predictflow promote {last.version} --to production` first"
+            f"{releases.moved_outside(number, last)}, and promoting would ratify a move that "
+            f"passed no gate; move it back with `predictflow promote {last.version} --to "
+            "production` first"
         )
     with tempfile.TemporaryDirectory() as tmp:
         artifacts.download_verified(client, current, Path(tmp), ledger=False)  # bytes = its tag

@@ -100,32 +100,38 @@ def record(
     return Release(key, event["version"], model_md5, who.name, event["when"], reason)
 
 
-def production_problem(client: MlflowClient, holder: ModelVersion | None) -> str | None:
-    """Why production, as the registry shows it, is not what a releaser released; None if it is
-    (or on a local store)."""
+@dataclass(frozen=True)
+class Judgement:
+    """Production against the ledger, read once: `problem` says why it is not what a releaser
+    released (None if it is, or on a local store); `release` is the last release when it names
+    the version that holds production."""
+
+    problem: str | None
+    release: Release | None
+
+
+def moved_outside(number: str, last: Release) -> str:
+    return (
+        f"production -> version {number}, but the last release a releaser recorded is "
+        f"version {last.version} ({last.who}, {last.when}): production was moved outside "
+        "`predictflow promote`"
+    )
+
+
+def judge(client: MlflowClient, holder: ModelVersion | None) -> Judgement:
+    """Whether production, as the registry shows it, is the last release (one ledger read)."""
     if not applies(client) or holder is None:
-        return None
+        return Judgement(None, None)
     last = latest(client)
     number = str(holder.version)
     if last is None:
-        return (
+        return Judgement(
             f"production -> version {number} has no release record a releaser wrote "
             f"({LEDGER}): it was moved outside `predictflow promote`, or before the ledger "
             f"existed; a releaser runs `predictflow promote {number} --to production` to "
-            "record it"
+            "record it",
+            None,
         )
     if last.version != number:
-        return (
-            f"production -> version {number}, but the last release a releaser recorded is "
-            f"version {last.version} ({last.who}, {last.when}): production was moved outside "
-            "`predictflow promote`"
-        )
-    return None
-
-
-def released_md5(client: MlflowClient, version: ModelVersion) -> str | None:
-    """The md5 the ledger vouches for when `version` holds production on a team server."""
-    if not applies(client) or "production" not in version.aliases:
-        return None
-    last = latest(client)
-    return last.model_md5 if last is not None and last.version == str(version.version) else None
+        return Judgement(moved_outside(number, last), None)
+    return Judgement(None, last)
