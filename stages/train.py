@@ -13,11 +13,16 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from predictflow import lineage, paths, stage, tracking, training
+from predictflow.errors import machine_cause
 from predictflow.io import atomic_path
 from predictflow.model import assemble, build_classifier, fit_classifier_from_files
 from predictflow.params import Params, load_params
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -33,43 +38,64 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     training.enable_autolog(params.model.type)
     tracking.reap_dead_runs(experiment_id)
     data_lineage = training.lineage_tags(workspace, args.raw)
-    run_name = data_lineage.dvc_exp_name or None
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.set_tags(
-            {**data_lineage.as_tags(), **tracking.process_tags(), **tracking.sweep_tags()}
-        )
-        mlflow.log_params(training.flat_params(params))
-        training.log_datasets(run.info.run_id, args.example, data_lineage)
-        classifier = build_classifier(params.model, params.base.seed)
-        stage.checkpoint("train:fit")
-        with training.lean_autolog():
-            curves = fit_classifier_from_files(classifier, args.features_train, args.features_test)
-        # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
-        # dvc.lock) differ on every rerun of identical inputs.
-        vars(classifier).pop("_mlflow_run_id", None)
-        model = assemble(featurizer, classifier)
-        training.log_curves(args.live_dir, curves)
+    run_id = None
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=data_lineage.dvc_exp_name or None
+        ) as run:
+            run_id = run.info.run_id
+            log_run(args, params, featurizer, example, data_lineage)
+    except Exception as err:  # only a full or read-only store is turned into one line
+        cause = machine_cause(err)
+        if cause is None:
+            raise  # a bug: its traceback stays
+        raise training.abandon_run(run_id, experiment_id, cause) from None
 
-        with training.pins_trusted():
-            info = mlflow.sklearn.log_model(
-                model,
-                name=training.MODEL_ARTIFACT,
-                serialization_format="cloudpickle",
-                signature=training.serving_signature(example, model.predict_proba(example)),
-                input_example=example,
-                pip_requirements=training.pinned_requirements(),
-                pyfunc_predict_fn="predict_proba",
-            )
-        stage.checkpoint("train:logged")
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
-            with atomic_path(args.model) as model_tmp:
-                shutil.copyfile(local / "model.pkl", model_tmp)
-        model_md5 = lineage.file_md5(args.model)
-        tags = replace(data_lineage, model_md5=model_md5).as_tags()
-        mlflow.set_tags(tags)
-        mlflow.set_logged_model_tags(info.model_id, tags)
-        log.info("run %s logged model md5 %s", run.info.run_id, model_md5)
+
+def log_run(
+    args: argparse.Namespace,
+    params: Params,
+    featurizer: object,
+    example: pd.DataFrame,
+    data_lineage: tracking.LineageTags,
+) -> None:
+    """Fit and log into the active run; copy the logged model's bytes to `args.model`."""
+    import mlflow
+
+    run = mlflow.active_run()
+    mlflow.set_tags({**data_lineage.as_tags(), **tracking.process_tags(), **tracking.sweep_tags()})
+    mlflow.log_params(training.flat_params(params))
+    training.log_datasets(run.info.run_id, args.example, data_lineage)
+    classifier = build_classifier(params.model, params.base.seed)
+    stage.checkpoint("train:fit")
+    with training.lean_autolog():
+        curves = fit_classifier_from_files(classifier, args.features_train, args.features_test)
+    # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
+    # dvc.lock) differ on every rerun of identical inputs.
+    vars(classifier).pop("_mlflow_run_id", None)
+    model = assemble(featurizer, classifier)
+    training.log_curves(args.live_dir, curves)
+
+    with training.pins_trusted():
+        info = mlflow.sklearn.log_model(
+            model,
+            name=training.MODEL_ARTIFACT,
+            serialization_format="cloudpickle",
+            signature=training.serving_signature(example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=training.pinned_requirements(),
+            pyfunc_predict_fn="predict_proba",
+        )
+    stage.checkpoint("train:logged")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
+        with atomic_path(args.model) as model_tmp:
+            shutil.copyfile(local / "model.pkl", model_tmp)
+    model_md5 = lineage.file_md5(args.model)
+    tags = replace(data_lineage, model_md5=model_md5).as_tags()
+    mlflow.set_tags(tags)
+    mlflow.set_logged_model_tags(info.model_id, tags)
+    log.info("run %s logged model md5 %s", run.info.run_id, model_md5)
 
 
 def main() -> None:

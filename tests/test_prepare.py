@@ -18,8 +18,8 @@ import pytest
 
 from predictflow import schema, synth
 from predictflow.data import split
+from predictflow.errors import StageError
 from predictflow.params import PrepareParams
-from predictflow.stage import StageError
 
 from .conftest import committed_text
 

@@ -307,15 +307,15 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
     ],
 )
 def test_every_model_uri_form_the_readme_promises_parses(ref, expected) -> None:
-    from predictflow.registry_read import parse_ref
+    from predictflow.refs import parse_ref
 
     assert parse_ref(ref, "churn-predictor") == expected
 
 
 @pytest.mark.parametrize("ref", ["models:/", "models:/churn-predictor", "models:/m-123"])
 def test_a_model_uri_without_a_version_names_the_forms(ref) -> None:
-    from predictflow.registry import RegistryError
-    from predictflow.registry_read import parse_ref
+    from predictflow.errors import RegistryError
+    from predictflow.refs import parse_ref
 
     with pytest.raises(RegistryError, match="models:/NAME/latest or models:/m-<id>"):
         parse_ref(ref, "churn-predictor")

@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictflow.schema import FEATURES, ID, TARGET, DataContractError, clean, read_raw
+from predictflow.schema import (
+    FEATURES,
+    ID,
+    TARGET,
+    TARGET_RULES,
+    DataContractError,
+    clean,
+    read_raw,
+)
 from predictflow.scoring import score_csv, score_text, write_scores
 from predictflow.synth import write_csv
 
@@ -110,7 +118,8 @@ def test_labels_that_change_at_a_chunk_boundary_fail_as_the_whole_file_does(
     raw.loc[:39, TARGET] = "" if blank == "labels start at a chunk" else raw.loc[:39, TARGET]
     raw.to_csv(source, index=False)
     first_blank_line = 42 if blank == "labels stop at a chunk" else 2
-    expected = f"{source}: column 'Churn', line {first_blank_line}: must be Yes or No (got '')"
+    rule = TARGET_RULES[True]  # a scored batch's labels: the lenient reading
+    expected = f"{source}: column 'Churn', line {first_blank_line}: {rule} (got '')"
     with pytest.raises(DataContractError) as whole:
         score_csv(ChargesModel(), source, tmp_path / "whole.csv", 0.5, chunk_rows=1000)
     with pytest.raises(DataContractError) as chunked:

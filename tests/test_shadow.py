@@ -330,7 +330,7 @@ def test_evaluate_batch_joins_labels_and_keeps_a_history(
     "case, fragments",
     [
         ("no-churn", ("no 'Churn' column", "--labels")),
-        ("bad-label", ("'Churn'", "0/1/Yes/No", "'maybe'")),
+        ("bad-label", ("'Churn'", "Yes/No (any case) or 1/0", "'maybe'")),
         ("no-join", ("no rows joined",)),
         ("gone-version", ("version 99", "no longer exists")),
         ("again", ("cohort 'again' is already recorded",)),
@@ -404,8 +404,8 @@ def test_evaluate_batch_errors_record_nothing(
 
 
 def test_parse_labels_takes_0_1_yes_no_and_names_a_bad_one() -> None:
+    from predictflow.errors import UserError
     from predictflow.monitoring import parse_labels
-    from predictflow.stage import StageError
 
     assert parse_labels(pd.Series(["Yes", " no", "1", "0", "YES"]), "l.csv").tolist() == [
         1,
@@ -414,7 +414,7 @@ def test_parse_labels_takes_0_1_yes_no_and_names_a_bad_one() -> None:
         0,
         1,
     ]
-    with pytest.raises(StageError, match=r"l.csv: column 'Churn', line 3: .*\(got ''\)"):
+    with pytest.raises(UserError, match=r"l.csv: column 'Churn', line 3: .*\(got ''\)"):
         parse_labels(pd.Series(["Yes", ""]), "l.csv")
 
 

@@ -11,7 +11,6 @@ Imports are lazy: `--help`, `lineage`, `doctor` and `access whoami` load only wh
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -22,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from predictflow import paths  # constants only: no import cost
-from predictflow.errors import UserError
+from predictflow import errors, paths  # errors, paths: constants and small helpers only
+from predictflow.errors import MACHINE_ERRORS, UserError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -562,9 +561,8 @@ def access_grant(user: str, role: str, as_json: bool) -> None:
 # --- entry point -------------------------------------------------------------------------------
 
 
-# The machine's state, not a bug: a full disk or quota, a read-only file system. Every write
-# goes through a temp file renamed into place, so nothing is left half-written.
-MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+# The machine's state, not a bug (errors.MACHINE_ERRORS). Every write goes through a temp file
+# renamed into place, so nothing is left half-written.
 
 
 def _fail(message: str, code: int) -> None:
@@ -588,7 +586,8 @@ def _refusal(err: Exception) -> UserError | None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        code = cli.main(args=argv, prog_name="predictflow", standalone_mode=False)
+        with errors.machine_errors_unlogged():  # a full or read-only store: the one line below
+            code = cli.main(args=argv, prog_name="predictflow", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as err:  # `predictflow data` alone
         _fail(f"missing command (see `{err.ctx.command_path} --help`)", 2)
     except click.UsageError as err:  # bad option, missing argument, unknown command
@@ -606,6 +605,9 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{err.filename}: " if err.filename else ""
         _fail(f"{where}{err.strerror}; free space or pick a writable place, then run again", 1)
     except Exception as err:
+        if cause := errors.machine_cause(err):  # SQLite's full or read-only store, via MLflow
+            state = errors.machine_state(cause)
+            _fail(f"the tracking store is {state} ({cause}); free space or make it writable", 1)
         mapped = _refusal(err)
         if mapped is None:
             raise  # a bug: its traceback is what the developer needs

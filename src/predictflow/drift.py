@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from predictflow import data, lineage, tracking
-from predictflow.errors import StageError
+from predictflow.errors import StageError, machine_cause, machine_state
 from predictflow.params import DriftParams, PrepareParams
 from predictflow.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
 from predictflow.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
@@ -431,5 +431,14 @@ def check(
         **measure(model, reference, source, params, chunk_rows),
     }
     facts["batch_md5"] = lineage.file_md5(source)
-    facts["run_id"] = log_run(tracking.store_root(), facts)
+    try:
+        facts["run_id"] = log_run(tracking.store_root(), facts)
+    except Exception as err:  # only a full or read-only store is turned into one line
+        if (cause := machine_cause(err)) is None:
+            raise
+        raise StageError(
+            f"drift measured (verdict: {facts['verdict']}) but not recorded: the tracking store "
+            f"is {machine_state(cause)} ({cause}); free space or make it writable and run "
+            "drift again"
+        ) from None
     return facts

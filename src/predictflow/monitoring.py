@@ -29,7 +29,7 @@ import pandas as pd
 
 from predictflow import io, lineage, tracking
 from predictflow.errors import StageError
-from predictflow.schema import ID, TARGET
+from predictflow.schema import ID, TARGET, parse_target
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,7 +39,6 @@ RECORD_KIND = "predictflow.scoring"
 SHADOW_PREFIX = "shadow_"
 SPEARMAN_SAMPLE_ROWS = 100_000  # Spearman needs ranks: exact up to this many rows, sampled above
 SAMPLE_SEED = 0
-LABELS = {"1": 1, "0": 0, "yes": 1, "no": 0}
 COHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # safe as an MLflow tag key part
 ROLES = ("champion", "shadow")
 
@@ -69,7 +68,7 @@ class ModelRef:
 def resolve_model(client: MlflowClient, uri: str) -> ModelRef:
     """Pin a `models:/` URI (alias, number, stage, latest) or a bare version number of the
     churn model to its version, as MLflow resolves it; other URIs keep their run, if any."""
-    from predictflow.registry import RegistryError
+    from predictflow.errors import RegistryError
 
     if uri.isdecimal():
         uri = f"models:/{tracking.MODEL_NAME}/{uri}"
@@ -322,16 +321,8 @@ def _missing_key(record: dict[str, Any]) -> str | None:
 
 
 def parse_labels(values: pd.Series, source: str) -> pd.Series:
-    """`Churn` as 0/1 from 0/1/Yes/No (any case, spaces trimmed); anything else is refused."""
-    text = values.fillna("").astype(str).str.strip().str.lower()
-    bad = ~text.isin(LABELS)
-    if bad.any():
-        index = int(np.flatnonzero(bad.to_numpy())[0])
-        raise StageError(
-            f"{source}: column '{TARGET}', line {index + 2}: labels must be 0/1/Yes/No "
-            f"(got {values.iloc[index]!r})"
-        )
-    return text.map(LABELS).astype("int64")
+    """`Churn` as 0/1 by the data contract's lenient reading, the one `predict` applies."""
+    return parse_target(values.str.strip(), source, lenient=True)
 
 
 def _read_csv(path: Path, what: str, keep: set[str] | None = None) -> pd.DataFrame:
@@ -359,7 +350,7 @@ def labelled_cohort(
     record's threshold): metrics of another file would be recorded on the wrong versions.
     """
     needed = [c for role in record["models"].values() for c in role["columns"].values()]
-    frame = _read_csv(scored, "scored file", {*needed, on, TARGET})
+    frame = _read_csv(scored, "scored file", {*needed, on, TARGET, ID})
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise StageError(
@@ -417,19 +408,24 @@ def check_scores(
 ) -> None:
     """Refuse a scored file whose score columns are not the ones its record digested (another
     batch, another model's scores, values edited): records from before the digest pass."""
-    from predictflow.scoring import score_text
+    from predictflow.scoring import rows_digest, rows_hex, score_text
 
     expected = record.get("scores_md5")
     if expected is None:
         return
     in_file_order = [c for c in frame.columns if c in needed]  # the record's keys are sorted
-    actual = hashlib.md5(score_text(frame[in_file_order])).hexdigest()
-    if actual != expected:
-        raise StageError(
-            f"{scored}: its score columns are not the ones {record_file} describes (md5 "
-            f"{actual}, record {expected}): pass the record predict wrote for this file "
-            "with --record"
-        )
+    text = score_text(frame[in_file_order])
+    actual = hashlib.md5(text).hexdigest()
+    rows = record.get("scores_rows_md5")  # absent in records written before it existed
+    if actual == expected or (ID in frame and rows == rows_hex(rows_digest(frame[ID], text))):
+        return  # the same rows, perhaps re-sorted: each score is still beside its customer
+    differ = "differ from" if rows else "differ from or are in another order than"
+    restore = "" if rows else ", or restore the row order predict wrote"
+    raise StageError(
+        f"{scored}: its score columns {differ} the ones {record_file} describes (md5 {actual}, "
+        f"record {expected}): edited scores or another batch's file; pass the record predict "
+        f"wrote for this file with --record{restore}"
+    )
 
 
 def check_decisions(
@@ -790,6 +786,7 @@ def predict_file(
         agreement,
         report.scores_digest.hexdigest(),
     )
+    record["scores_rows_md5"] = report.rows_md5()  # order-free: see scoring.rows_digest
     if agreement is not None:
         record["run_id"] = log_shadow_run(tracking.store_root(), record)
     facts: dict[str, Any] = {

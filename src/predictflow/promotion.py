@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from predictflow import access, artifacts, heldout, lineage, paths, registry, releases
-from predictflow.errors import UserError
+from predictflow.errors import UserError, machine_cause, machine_state
 from predictflow.tracking import MODEL_NAME, REQUIRED_LINEAGE, tracking_uri
 
 if TYPE_CHECKING:
@@ -285,6 +285,41 @@ def promote(
             f"version {number} not promoted to {target}: gate "
             + "; gate ".join(f"'{g.name}' failed ({g.detail})" for g in failed)
         )
+    try:
+        event = _move(client, store, current, target, caller, reason, sealed, seen)
+    except Exception as err:  # only a full or read-only store is turned into one line
+        if (cause := machine_cause(err)) is None:
+            raise
+        raise _unrecorded(client, number, target, cause) from None
+    return Outcome(number, target, gates, seen and str(seen.version), event)
+
+
+def _unrecorded(client: MlflowClient, number: str, target: str, cause: str) -> PromotionRefused:
+    """What a promotion left when the store stopped taking writes, read back (reads still work)."""
+    now = registry.holder(client, target)
+    if now is None or str(now.version) != number:
+        done = f"version {number} was not promoted, {target} is unchanged"
+    else:
+        done = (
+            f"{target} now points to version {number} but its audit record is pending "
+            f"(`predictflow doctor` shows it); once the store is writable, `predictflow promote "
+            f"{number} --to {target}` completes it"
+        )
+    return PromotionRefused(f"the tracking store is {machine_state(cause)} ({cause}): {done}")
+
+
+def _move(
+    client: MlflowClient,
+    store: Path,
+    current: ModelVersion,
+    target: str,
+    caller: access.Caller,
+    reason: str,
+    sealed: str | None,
+    seen: ModelVersion | None,
+) -> dict[str, str] | None:
+    """Move `target` to `current` under the lock, with its audit record; return the event."""
+    number = str(current.version)
     with registry.move_lock(client, store, target, caller):
         now = registry.holder(client, target)
         if (now and now.version) != (seen and seen.version):
@@ -297,7 +332,7 @@ def promote(
             releases.record(client, current, current.tags["model_md5"], caller, reason)
         if sealed:
             client.set_model_version_tag(MODEL_NAME, number, "sealed_commit", sealed)
-    return Outcome(number, target, gates, seen and str(seen.version), event)
+    return event
 
 
 def _restore_release(

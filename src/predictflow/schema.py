@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 ID = "customerID"
 TARGET = "Churn"
 TARGET_VALUES = {"Yes": 1, "No": 0}
+# Scoring reads labels leniently (CONTRACT: `Churn` optional there): Yes/No in any case, or the
+# 1/0 a label join may bring. Training data must spell them as the contract does.
+LENIENT_TARGET_VALUES = {"yes": 1, "no": 0, "1": 1, "0": 0}
+TARGET_RULES = {
+    False: "must be Yes or No",
+    True: "must be Yes/No (any case) or 1/0, the lenient reading for scored batches",
+}
 
 YES_NO = ("Yes", "No")
 INTERNET_ADDON = ("Yes", "No", "No internet service")
@@ -110,7 +117,7 @@ class FileLabels:
             self.labelled, self.first_index = TARGET in rows, int(chunk.index[0])
         elif (TARGET in rows) != self.labelled:
             blank = int(chunk.index[0]) if self.labelled else self.first_index
-            _fail(self.source, TARGET, blank, "", "must be Yes or No")
+            _fail(self.source, TARGET, blank, "", TARGET_RULES[True])
 
 
 def _line(source: str, index: int) -> int:
@@ -363,11 +370,7 @@ def clean(
         if not require_target and (target == "").all():
             has_target = False
         else:
-            unknown = ~target.isin(TARGET_VALUES)
-            if unknown.any():
-                index = unknown.idxmax()
-                _fail(source, TARGET, index, target[index], "must be Yes or No")
-            typed[TARGET] = target.map(TARGET_VALUES).astype("int64")
+            typed[TARGET] = parse_target(target, source, lenient=not require_target)
 
     result = pd.DataFrame(typed)[[c for c in RAW_COLUMNS if c in typed]]
     blank_total = result["TotalCharges"].isna()
@@ -432,6 +435,17 @@ def clean_file(
 
 
 _COMPACT = {column: pd.CategoricalDtype(list(allowed)) for column, allowed in CATEGORIES.items()}
+
+
+def parse_target(values: pd.Series, source: str, lenient: bool) -> pd.Series:
+    """Trimmed `Churn` text as 0/1 under the strict or the lenient reading; else one line."""
+    key = values.str.lower() if lenient else values
+    allowed = LENIENT_TARGET_VALUES if lenient else TARGET_VALUES
+    unknown = ~key.isin(allowed)
+    if unknown.any():
+        index = unknown.idxmax()
+        _fail(source, TARGET, index, values[index], TARGET_RULES[lenient])
+    return key.map(allowed).astype("int64")
 
 
 def as_written(rows: pd.DataFrame) -> pd.DataFrame:

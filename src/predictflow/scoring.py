@@ -62,6 +62,10 @@ class ScoreReport:
     clean: CleanReport = field(default_factory=CleanReport)
     agreement: Agreement | None = None  # champion vs shadow, when a shadow model scored too
     scores_digest: Any = field(default_factory=hashlib.md5)  # of score_text, chunk by chunk
+    rows_sum: int = 0  # rows_digest of every chunk, summed: the same for the rows re-sorted
+
+    def rows_md5(self) -> str:
+        return rows_hex(self.rows_sum)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -78,6 +82,23 @@ def score_text(scores: pd.DataFrame) -> bytes:
     `scores_md5` digests. The values read back as text give the same bytes, so
     `evaluate-batch` can tell whether a scored file is the one its record describes."""
     return score_csv_text(scores).encode()
+
+
+ROWS_MODULUS = 2**128
+
+
+def rows_digest(ids: pd.Series, text: bytes) -> int:
+    """Each customer's id with its line of `score_text`, md5'd and summed: a digest the order of
+    the rows does not change, so `evaluate-batch` can tell a re-sorted file from edited scores.
+    Each score stays beside its customer's id (and label), which is all its metrics need."""
+    lines = text.decode().split("\n")[:-1]
+    pairs = zip(ids.astype(str), lines, strict=True)
+    return sum(int(hashlib.md5(f"{i}\0{line}".encode()).hexdigest(), 16) for i, line in pairs)
+
+
+def rows_hex(total: int) -> str:
+    """A `rows_digest` sum as the 32 hex digits the scoring record keeps."""
+    return f"{total % ROWS_MODULUS:032x}"
 
 
 def score_csv_text(scores: pd.DataFrame) -> str:
@@ -192,7 +213,9 @@ def score_csv(
                     scores = score_frame(model, rows, threshold)
                     if shadow is not None and report.agreement is not None:
                         scores = with_shadow(scores, shadow, rows, threshold, report.agreement)
-                    report.scores_digest.update(write_scores(out, scores, report.rows_scored == 0))
+                    text = write_scores(out, scores, report.rows_scored == 0)
+                    report.scores_digest.update(text)
+                    report.rows_sum += rows_digest(scores[ID], text)
                     report.rows_scored += len(rows)
                 bar.update(len(chunk))
             bar.close()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
-from predictflow.errors import StageError, UserError
+from predictflow.errors import StageError, UserError, machine_errors_unlogged
 from predictflow.faults import checkpoint
 
 __all__ = ["StageError", "checkpoint", "configure_logging", "quiet_libraries", "run"]
@@ -91,7 +91,7 @@ def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
     verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     configure_logging(name, logging.DEBUG if verbose else logging.INFO)
     try:
-        with _store_refusals() if uses_store else nullcontext():
+        with machine_errors_unlogged(), _store_refusals() if uses_store else nullcontext():
             main()
     except UserError as err:  # anything else is a bug: its traceback stays
         print(f"{name}: error: {err}", file=sys.stderr)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from predictflow.errors import StageError
@@ -86,8 +86,45 @@ def default_uri(root: Path) -> str:
 
 
 def tracking_uri(root: Path) -> str:
-    """`MLFLOW_TRACKING_URI` if set, else the project's SQLite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri(root)
+    """`MLFLOW_TRACKING_URI` if set (one of the forms `checked_uri` takes), else the project's."""
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    return checked_uri(given, root) if given else default_uri(root)
+
+
+DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
+
+
+def shown_uri(uri: str) -> str:
+    """`uri` as safe to print: scheme, host, port and path, never user:password or a query."""
+    parts = urlsplit(uri)
+    if not parts.netloc:  # sqlite:////abs/path: no user:password to hide
+        return uri.split("?", 1)[0]
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: shown as no port rather than raising here
+        port = ""
+    return urlunsplit((parts.scheme, f"{parts.hostname or ''}{port}", parts.path, "", ""))
+
+
+def checked_uri(uri: str, root: Path) -> str:
+    """`uri` if predictflow can use it, else one line saying which forms it takes and why.
+
+    MLflow would take a plain path or `file:` (its retired file store, refused by MLflow 3
+    with a long traceback) or a database URI (a driver this project does not install, and no
+    server between users and the registry); neither is a store this project's commands keep.
+    """
+    parts = urlsplit(uri)
+    if uri.startswith("sqlite:///") or (parts.scheme in ("http", "https") and parts.hostname):
+        return uri
+    scheme = parts.scheme if len(parts.scheme) > 1 else ""  # `C:\\x` is a path, not a scheme
+    what = {"": "a plain path", "file": "a file store URI"}.get(scheme, f"a {scheme}: URI")
+    if scheme.split("+")[0] in DATABASE_SCHEMES:
+        what = "a database URI (a team reaches its database through the MLflow server)"
+    raise StoreError(
+        f"MLFLOW_TRACKING_URI={shown_uri(uri) if scheme else uri} is {what}; predictflow takes "
+        f"sqlite:///PATH for a local store (the project's: {default_uri(root)}) or "
+        "http(s)://HOST:PORT for a team server (`make server`), or unset it"
+    )
 
 
 def uses_local_store(root: Path) -> bool:
@@ -215,8 +252,8 @@ def probe_server(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
             else (f"cannot connect: {type(err).__name__}")
         )
         raise StoreError(
-            f"tracking server {uri} does not answer ({why}): start it (`make server`) or fix "
-            "MLFLOW_TRACKING_URI"
+            f"tracking server {shown_uri(uri)} does not answer ({why}): start it (`make server`) "
+            "or fix MLFLOW_TRACKING_URI"
         ) from None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from predictflow import lineage, tracking
+from predictflow.errors import StageError, machine_state
 from predictflow.params import Params
 from predictflow.schema import FEATURES, NUMERIC_FEATURES, RAW_COLUMNS
 
@@ -196,3 +197,42 @@ def log_curves(live_dir: Path, curves: dict[str, list[float]]) -> None:
             for step, value in enumerate(values):
                 live.step = step
                 live.log_metric(name, value)
+
+
+def abandon_run(run_id: str | None, experiment_id: str, cause: str) -> StageError:
+    """The one line for a store that filled up or turned read-only during `train`, after putting
+    the store right as far as it still can be.
+
+    The unfinished logged model's files are removed first (the space they took is often what the
+    database then needs), the model is marked FAILED, not left PENDING, and the run FAILED.
+    Whatever cannot be written now is said, and what will set it right later.
+    """
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    store = tracking.shown_uri(mlflow.get_tracking_uri())
+    if run_id is None:
+        return StageError(f"tracking store {store} cannot be written ({cause}); no run was begun")
+    client = mlflow.MlflowClient()
+    try:
+        models = client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}'"
+        )
+        for model in (m for m in models if m.status != LoggedModelStatus.READY):
+            with suppress(OSError):  # a read-only folder frees nothing; the rest still matters
+                get_artifact_repository(model.artifact_location).delete_artifacts()
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        mlflow.end_run(status="FAILED")  # also takes it off MLflow's stack of active runs
+        client.set_terminated(run_id, status="FAILED")  # when end_run had already failed
+        done = f"run {run_id} and its unfinished model marked FAILED"
+    except MlflowException:
+        done = (
+            f"run {run_id} could not be marked FAILED now: the next `train` marks it KILLED "
+            "(its process is gone)"
+        )
+    return StageError(
+        f"tracking store {store} is {machine_state(cause)} ({cause}); {done}; free space or "
+        "make it writable, then run `dvc repro` again"
+    )
