@@ -103,9 +103,9 @@ def claim(root: Path) -> None:
         if exp_name is not None:  # another `dvc exp run` ended here and removed the record
             raise WorkspaceBusy(
                 f"DVC's record of experiment '{exp_name}' ({PROC_FILE}) is gone: another "
-                "`dvc exp run` ran in this workspace meanwhile and changed its files; nothing "
-                "is registered from this run: rerun it alone, or with `dvc exp run --queue` "
-                "or `--temp`"
+                "`dvc exp run` ran in this workspace meanwhile and changed its files (see "
+                "`git diff params.yaml`); nothing is registered from this run: rerun it alone, "
+                "or with `dvc exp run --queue` or `--temp`"
             )
         return
     if exp_name is None:
@@ -117,8 +117,9 @@ def claim(root: Path) -> None:
     if running.pid not in _ancestors() or running.name != exp_name:
         raise WorkspaceBusy(
             f"{_describe(running)} started in this workspace while experiment '{exp_name}' "
-            "was starting, and changed its files: nothing is registered from this run; rerun "
-            "them one at a time, or with `dvc exp run --queue` or `--temp`"
+            "was starting, and changed its files (see `git diff params.yaml`): nothing is "
+            "registered from this run; rerun them one at a time, or with `dvc exp run --queue` "
+            "or `--temp`"
         )
     _write_claim(root, running)
 
