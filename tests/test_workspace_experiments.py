@@ -187,6 +187,13 @@ def test_a_second_exp_run_is_refused_and_the_first_registers_its_own_params(repo
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, out
+    # Its claim ends with it (a watcher drops it), so the next `dvc exp run` gets no warning
+    # from DVC that the process "had been killed".
+    lock = repo / exp_claim.EXEC_DIR / "rwlock"
+    deadline = time.monotonic() + 20
+    while exp_claim.REFUSAL in lock.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert exp_claim.REFUSAL not in lock.read_text()
     assert "first-7" in dvc(repo, "exp", "list", "--name-only").stdout
     assert _max_depth(repo) == 7
     new = [

@@ -21,6 +21,7 @@ exit, and a stage ends long before its experiment), so the entry is written with
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,8 @@ def _write_claim(root: Path, running: Running) -> None:
 
     with _edit_rwlock(str(root / EXEC_DIR), localfs, False) as lock:
         holder = lock["write"].get(CLAIMED)
+        if holder == {"pid": running.pid, "cmd": REFUSAL}:
+            return  # an earlier stage of this experiment claimed it
         if holder and holder["pid"] != running.pid and psutil.pid_exists(holder["pid"]):
             raise WorkspaceBusy(
                 f"the workspace is held by PID {holder['pid']} ({holder['cmd']}); experiment "
@@ -139,3 +142,39 @@ def _write_claim(root: Path, running: Running) -> None:
                 "`dvc exp run --queue` or `--temp`"
             )
         lock["write"][CLAIMED] = {"pid": running.pid, "cmd": REFUSAL}
+    _release_when_done(root, running.pid)
+
+
+def _release_when_done(root: Path, pid: int) -> None:
+    """Start a detached watcher that drops the claim once the experiment's process has ended:
+    DVC would drop it too, but warn on the next `dvc exp run` that the process "had been
+    killed" after every experiment that ended well."""
+    import subprocess
+    import sys
+
+    subprocess.Popen(
+        [sys.executable, "-m", "predictflow.exp_claim", str(root), str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # not part of the stage: DVC waits for the stage alone
+    )
+
+
+def release_after(root: Path, pid: int) -> None:
+    """Wait for `pid` to end, then remove its claim (only if the claim is still its own)."""
+    import psutil
+    from dvc.fs import localfs
+    from dvc.rwlock import _edit_rwlock  # private: see the module docstring
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait()
+    with _edit_rwlock(str(root / EXEC_DIR), localfs, False) as lock:
+        if lock["write"].get(CLAIMED) == {"pid": pid, "cmd": REFUSAL}:
+            del lock["write"][CLAIMED]
+
+
+if __name__ == "__main__":  # the watcher `_release_when_done` starts
+    import sys
+
+    release_after(Path(sys.argv[1]), int(sys.argv[2]))
