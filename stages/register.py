@@ -71,6 +71,7 @@ def main() -> None:
             f"{model_md5}; run `dvc repro -f train` to log it again"
         )
     run = runs[0]
+    lineage.check_trained_params(workspace, "train", run.data.params)
     tags = {k: v for k, v in run.data.tags.items() if k in tracking.LineageTags.__annotations__}
     tags |= {
         "data_path": args.raw.as_posix(),

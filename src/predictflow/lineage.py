@@ -289,3 +289,30 @@ def lock_without(root: Path, stage: str, dest: Path) -> Path:
     path = dest / LOCK_FILE
     path.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _flat(values: dict[str, object], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_trained_params(root: Path, stage: str, logged: dict[str, str]) -> None:
+    """Refuse unless every param `dvc.lock` records for `stage` is the value its MLflow run
+    logged: DVC hashes params.yaml when the stage ends, so a file changed while it trained (a
+    second `dvc exp run` applying its own params) gives a lock that names params the model never
+    saw. MLflow keeps params as strings, so values are compared as `str()` gives them."""
+    locked = load_lock(root).get(stage)
+    recorded = _flat(locked.params) if locked else {}
+    differ = sorted(k for k, v in recorded.items() if logged.get(k) != str(v))
+    if not recorded or differ:
+        shown = ", ".join(f"{k} {recorded[k]} (run: {logged.get(k, 'absent')})" for k in differ)
+        raise LineageError(
+            f"{LOCK_FILE}: {stage} params differ from what its run trained with: "
+            f"{shown or 'none recorded'}; refusing to register (params.yaml changed while it ran:"
+            f" run experiments one at a time, or with `dvc exp run --queue`)"
+        )

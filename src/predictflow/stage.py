@@ -8,7 +8,9 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
+from predictflow import exp_claim
 from predictflow.errors import StageError, UserError, machine_errors_unlogged
 from predictflow.faults import checkpoint
 
@@ -83,6 +85,8 @@ def _store_refusals() -> AbstractContextManager[None]:
 def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
     """Run a stage's main(): exit 1 with `<stage>: <message>` on a user error, no traceback.
 
+    First it claims the workspace for the experiment it belongs to, or refuses when another
+    one runs there (`exp_claim`: DVC runs every stage in the repository root).
     A stage says what it did in a line or two; `PREDICTFLOW_VERBOSE=1 dvc repro` shows more.
     A team server refusing the credentials or the role (401/403) is such an error. A stage
     that never opens the store (`uses_store=False`) skips that guard and so never imports
@@ -91,6 +95,7 @@ def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
     verbose = os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     configure_logging(name, logging.DEBUG if verbose else logging.INFO)
     try:
+        exp_claim.claim(Path.cwd())
         with machine_errors_unlogged(), _store_refusals() if uses_store else nullcontext():
             main()
     except UserError as err:  # anything else is a bug: its traceback stays

@@ -14,9 +14,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from predictflow import paths
-from predictflow.errors import StageError
+from predictflow.dvc_queue import (  # TuneError: the CLI catches it as tune.TuneError
+    STATUS_GRACE,
+    TuneError,
+    give_up,
+    queue_view,
+    refuse_foreign,
+    run_dvc,
+    wait,
+)
 from predictflow.params import ParamsError, TuneParams, describe, load_params_data, parse_params
 from predictflow.tracking import SWEEP_NAME_ENV, SWEEP_RUN_ENV
 
@@ -32,10 +37,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-
-class TuneError(StageError):
-    """The sweep spec is invalid or the queue failed; one line for the user."""
 
 
 def load_spec(path: Path) -> TuneParams:
@@ -75,79 +76,11 @@ def check_grid(params: dict[str, Any], grid: dict[str, list[Any]], source: str) 
                 raise TuneError(str(err)) from None
 
 
-def run_dvc(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
-) -> str:
-    """`dvc ARGS` to completion (at most `timeout` seconds); its stdout, or TuneError.
-
-    Output goes to temp files, not pipes: the queue workers `dvc queue start` spawns inherit
-    them, and reading a pipe to its end would wait for the last worker to exit (the whole
-    sweep, past any timeout)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "dvc", *args],
-                cwd=cwd,
-                env=env,
-                stdout=out,
-                stderr=err,
-                text=True,
-                check=False,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired:
-            raise TuneError(
-                f"`dvc {' '.join(args[:3])} ...` did not answer within {timeout:.0f} s"
-            ) from None
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if done.returncode != 0:
-        last = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
-        raise TuneError(f"`dvc {' '.join(args[:3])} ...` failed: {last[0]}")
-    return stdout
-
-
-def queue_points(workspace: Path, sweep: str, points: list[dict[str, Any]]) -> list[str]:
-    names = []
-    for index, point in enumerate(points, start=1):
-        name = f"{sweep}-{index:02d}"
+def queue_points(workspace: Path, names: list[str], points: list[dict[str, Any]]) -> None:
+    """One `dvc exp run --queue` per point, named after the sweep (the names tell its tasks)."""
+    for name, point in zip(names, points, strict=True):
         sets = [arg for key, value in point.items() for arg in ("-S", f"{key}={value}")]
         run_dvc(["exp", "run", "--queue", "--name", name, *sets], workspace)
-        names.append(name)
-    return names
-
-
-def queue_states(workspace: Path, names: list[str], timeout: float | None = None) -> dict[str, str]:
-    """Status per queued name (Queued, Running, Success, Failed) from `dvc queue status`."""
-    text = run_dvc(["queue", "status"], workspace, timeout=timeout)
-    states = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] in names:
-            states[parts[1]] = parts[-1]
-    return states
-
-
-def wait(workspace: Path, names: list[str], timeout: float, poll: float = 2.0) -> dict[str, str]:
-    """The final state of every name, or TuneError once `timeout` seconds have passed (each
-    `dvc queue status` is bounded too: a wedged queue cannot hold the sweep forever)."""
-    deadline, last = time.monotonic() + timeout, ""
-    while True:
-        states = queue_states(workspace, names, max(deadline - time.monotonic(), 0) + STATUS_GRACE)
-        done = [n for n in names if states.get(n) in ("Success", "Failed")]
-        summary = f"{len(done)}/{len(names)} done"
-        if summary != last:
-            log.info("tune: %s", summary)
-            last = summary
-        if len(done) == len(names):
-            return states
-        if time.monotonic() > deadline:
-            raise TuneError(
-                f"sweep not finished after {timeout:.0f} s ({summary}); "
-                "see `dvc queue status` and `dvc queue logs NAME`"
-            )
-        time.sleep(poll)
 
 
 def results(workspace: Path, names: list[str], keys: list[str], metric: str) -> list[dict]:
@@ -228,20 +161,6 @@ def valid_sweep(name: str) -> str:
     return name
 
 
-STATUS_GRACE = 30.0  # seconds one `dvc queue status` may take beyond the sweep's deadline
-
-
-def stop_workers(workspace: Path) -> tuple[bool, str]:
-    """Kill the running tasks and stop the queue workers (after a timeout: a worker that keeps
-    a task would otherwise run, or hang, on after we return); whether they stopped, and what
-    happened, for the message."""
-    try:
-        run_dvc(["queue", "stop", "--kill"], workspace, timeout=STATUS_GRACE)
-    except TuneError as err:
-        return False, f"stopping the workers failed too ({err}): run `dvc queue stop --kill`"
-    return True, "its workers were stopped (`dvc queue stop --kill`)"
-
-
 def close_orphans(client: MlflowClient, experiment_id: str, parent_id: str) -> list[str]:
     """Mark KILLED the sweep's child runs still RUNNING once no worker is left: a stage that
     was killed (by `--timeout`, or by the system) cannot end its own run, and the MLflow UI
@@ -272,35 +191,49 @@ def sweep(
     points = grid_points(spec.grid)
     name = valid_sweep(name or sweep_name())
     jobs = jobs or spec.jobs
+    # Before any run is made or point queued: the queue must hold nothing but this sweep's.
+    refuse_foreign(queue_view(workspace, timeout=STATUS_GRACE))
     import mlflow  # after the checks: a spec error is reported without the 3 s import
 
     # The store exists before the workers start: two processes creating it at once crash.
     experiment_id = tracking.connect(tracking.store_root())
     client = mlflow.MlflowClient()
-    parent = client.create_run(
+    parent = client.create_run(  # host and pid: doctor can tell a killed sweep from a live one
         experiment_id,
         run_name=name,
-        tags={"predictflow.sweep": name, "predictflow.grid": json.dumps(spec.grid)},
+        tags={
+            "predictflow.sweep": name,
+            "predictflow.grid": json.dumps(spec.grid),
+            **tracking.process_tags(),
+        },
     )
     parent_id = parent.info.run_id
+    names = [f"{name}-{index:02d}" for index in range(1, len(points) + 1)]
     status, settled = "FAILED", False  # settled: no worker can still be running a stage
     try:
         log.info("tune: queueing %d experiments (%s-01 ...)", len(points), name)
-        names = queue_points(workspace, name, points)
+        queue_points(workspace, names, points)
         run_dvc(
             ["queue", "start", "-j", str(jobs)],
             workspace,
             env=worker_env(parent_id, name),
             timeout=STATUS_GRACE,
         )
+        deadline = time.monotonic() + timeout
         try:
             states = wait(workspace, names, timeout)
             settled = True
         except TuneError as err:
-            settled, what_happened = stop_workers(workspace)
-            raise TuneError(f"{err}; {what_happened}") from None
+            settled, line = give_up(workspace, names, err, deadline)
+            raise TuneError(line) from None
         rows = results(workspace, names, list(spec.grid), spec.metric)
-        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+        children = [  # a task another user queued meanwhile is not this sweep's
+            child
+            for child in client.search_runs(
+                [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+            )
+            if child.data.tags.get("dvc_exp_name") in names
+        ]
         failed = sorted(n for n, s in states.items() if s != "Success")
         runs = runs_of(rows, children, experiment_id)
         if rows and rows[0].get(spec.metric) is not None:
