@@ -24,6 +24,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,24 +270,28 @@ def test_access_mistakes_are_one_line_and_create_nothing(
 # -- 4. evaluate-batch and --json -------------------------------------------------------------
 
 
-def _monitoring(team: Team) -> tuple[list[str], dict[str, str]]:
-    """Run ids in churn-monitoring and version 1's tags, as the admin sees them."""
+@contextmanager
+def as_admin(team: Team) -> Iterator[object]:
+    """This process's MLflow clients on the server, logged in as the admin."""
     from mlflow import MlflowClient
 
-    env = login(team.server.uri, "admin")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        client = MlflowClient(tracking_uri=team.server.uri, registry_uri=team.server.uri)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in login(team.server.uri, "admin").items():
+            patch.setenv(key, value)
+        yield MlflowClient(tracking_uri=team.server.uri, registry_uri=team.server.uri)
+
+
+def _monitoring(team: Team) -> tuple[list[str], dict[str, str]]:
+    """Run ids in churn-monitoring and version 1's tags, as the admin sees them."""
+    with as_admin(team) as client:
         experiment = client.get_experiment_by_name("churn-monitoring")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         return sorted(r.info.run_id for r in runs), client.get_model_version(MODEL, "1").tags
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def test_evaluate_batch_refused_records_nothing_and_json_is_pure(team: Team) -> None:
+    from predictflow import access
+
     batch = team.repo / "batch200.csv"
     lines = (REPO / "data" / "customers.csv").read_text().splitlines(keepends=True)
     batch.write_text("".join(lines[:201]))
@@ -298,9 +303,18 @@ def test_evaluate_batch_refused_records_nothing_and_json_is_pure(team: Team) -> 
     before = _monitoring(team)
 
     refused = team.predictflow("rita", "evaluate-batch", "--input", scored.name, "--json")
-    assert_one_line_error(refused, "'rita'", "403", "nothing was recorded")
-    assert refused.stdout == ""
-    assert _monitoring(team) == before
+    assert_one_line_error(refused, "'rita'", "403")
+    assert refused.stdout == "" and _monitoring(team) == before
+    # A reader who may log runs in churn-monitoring (it created the experiment before set-up
+    # did, or was granted EDIT there) but not tag the model: the run would be logged, then the
+    # version tag refused. Asked first, nothing is recorded.
+    with as_admin(team) as client:
+        monitoring = client.get_experiment_by_name("churn-monitoring").experiment_id
+        admin_api = access._admin_client(team.server.uri)
+        access._set_permission(admin_api, "rita", "experiment", monitoring, "EDIT")
+    refused = team.predictflow("rita", "evaluate-batch", "--input", scored.name, "--json")
+    assert_one_line_error(refused, "'rita'", "403", f"registered model '{MODEL}'", "nothing")
+    assert refused.stdout == "" and _monitoring(team) == before
 
     done = team.predictflow("ed", "evaluate-batch", "--input", scored.name, "--json")
     assert done.returncode == 0, done.stderr
