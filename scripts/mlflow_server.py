@@ -26,6 +26,11 @@ Other settings, from the environment (all optional):
 Clients never touch the artifact store: the server proxies uploads and downloads
 (`--serve-artifacts`), so `MLFLOW_TRACKING_URI=http://127.0.0.1:PORT` is all a client needs.
 `--print` shows the resolved command instead of running it.
+
+No secret is in any process's argv (`ps` shows argv to every user): the store URI reaches
+`mlflow server` as MLFLOW_BACKEND_STORE_URI, and the auth config (its database URI) is a 0600
+file in a 0700 folder of this start's own, removed when the server stops (normally, on SIGTERM
+or SIGINT, or on an error; only a SIGKILL of this launcher leaves it).
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from predictflow.redact import redact
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -51,6 +59,7 @@ LOCAL_ARTIFACTS = REPO / "mlflow_data" / "server-artifacts"
 SECRETS_FILE = REPO / ".env"
 INSECURE = "PREDICTFLOW_INSECURE_NO_AUTH"
 ADMIN_USER, ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"
+STOP_GRACE = 8.0  # seconds the server gets to stop on a signal (tests SIGKILL after 10)
 
 
 class ServerError(RuntimeError):
@@ -205,9 +214,10 @@ def auth_database_uri(store_uri: str) -> str:
     return parts._replace(path=parts.path.rstrip("/") + "_auth").geturl()
 
 
-def write_auth_config(auth_db: str, admin_user: str) -> Path:
-    """MLflow's basic_auth.ini for this server. No password in it: MLflow reads the admin's from
-    MLFLOW_AUTH_ADMIN_PASSWORD. Unknown users get nothing until granted a role."""
+def write_auth_config(folder: Path, auth_db: str, admin_user: str) -> Path:
+    """MLflow's basic_auth.ini for this server, in `folder` (private to this start). No admin
+    password in it (MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD), but the database URI may hold
+    one. Unknown users get nothing until granted a role."""
     text = (
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
@@ -215,10 +225,17 @@ def write_auth_config(auth_db: str, admin_user: str) -> Path:
         f"admin_username = {admin_user}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    handle, name = tempfile.mkstemp(prefix="predictflow-basic-auth-", suffix=".ini")
-    with os.fdopen(handle, "w") as out:  # mkstemp: mode 0600, the DB URI may hold a password
+    path = folder / "basic_auth.ini"
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w") as out:
         out.write(text)
-    return Path(name)
+    return path
+
+
+def store_uri(env: dict[str, str]) -> str:
+    """The backend store. It reaches `mlflow server` as MLFLOW_BACKEND_STORE_URI (the option's
+    own variable), never in argv: any user on the machine reads argv in `ps`."""
+    return sqlalchemy_uri(env.get("PREDICTFLOW_DB_URI") or DEFAULT_DB_URI)
 
 
 def command(env: dict[str, str]) -> list[str]:
@@ -232,14 +249,51 @@ def command(env: dict[str, str]) -> list[str]:
         bind_host(env),
         "--port",
         env.get("PORT") or DEFAULT_PORT,
-        "--backend-store-uri",
-        sqlalchemy_uri(env.get("PREDICTFLOW_DB_URI") or DEFAULT_DB_URI),
         "--serve-artifacts",
         "--artifacts-destination",
         artifacts_destination(env),
         "--workers",
         env.get("WORKERS") or "2",
     ]
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT reached this launcher: stop the server, clean up, exit."""
+
+
+def _stop(signum: int, _frame) -> None:
+    raise Stopped(signum)
+
+
+def serve(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `mlflow server` until it exits; return its status. When this launcher is stopped
+    (`Stopped`), the server gets STOP_GRACE seconds to follow before a SIGKILL."""
+    server = subprocess.Popen(cmd, env=env)
+    try:
+        return server.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def prepare(env: dict[str, str]) -> tuple[str, str]:
+    """Check and create what the server needs; return the store URI and the artifacts place."""
+    uri, destination = store_uri(env), artifacts_destination(env)
+    if auth_enabled(env):
+        env.update(admin_credentials(env))
+    for database in [uri, auth_database_uri(uri)] if auth_enabled(env) else [uri]:
+        if ensure_database(database):
+            name = urlsplit(database).path.lstrip("/")
+            print(f"mlflow-server: created database {name}", flush=True)
+    check_bucket(destination, env)
+    return uri, destination
 
 
 def main() -> None:
@@ -252,45 +306,55 @@ def main() -> None:
     try:
         cmd = command(env)
         if args.print:
-            print(shlex.join(cmd))
+            print(
+                f"MLFLOW_BACKEND_STORE_URI={shlex.quote(redact(store_uri(env)))} {shlex.join(cmd)}"
+            )
             return
-        uri, destination = cmd[cmd.index("--backend-store-uri") + 1], artifacts_destination(env)
-        if auth_enabled(env):
-            env.update(admin_credentials(env))
-        for database in [uri, auth_database_uri(uri)] if auth_enabled(env) else [uri]:
-            if ensure_database(database):
-                name = urlsplit(database).path.lstrip("/")
-                print(f"mlflow-server: created database {name}", flush=True)
-        check_bucket(destination, env)
+        uri, destination = prepare(env)
     except ServerError as err:
-        print(f"mlflow-server: error: {err}", file=sys.stderr)
+        print(f"mlflow-server: error: {redact(str(err))}", file=sys.stderr)
         sys.exit(1)
-    if auth_enabled(env):
-        config = write_auth_config(auth_database_uri(uri), env[ADMIN_USER])
-        env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
-        # The auth app's forms need a CSRF key shared by all workers; a fresh one per start
-        # only logs browsers out on a restart.
-        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
-    else:
-        print(
-            f"mlflow-server: WARNING: authentication OFF ({INSECURE}=1): anyone on this machine "
-            "can change the registry; for one user on 127.0.0.1 only",
-            file=sys.stderr,
-            flush=True,
-        )
-    if "://" not in destination:
-        Path(destination).mkdir(parents=True, exist_ok=True)
+    env["MLFLOW_BACKEND_STORE_URI"] = uri
     # The job executor (GenAI scorers, trace roll-ups) starts ~10 worker processes and doubles
     # the start-up time; this registry does not use it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    if "://" not in destination:
+        Path(destination).mkdir(parents=True, exist_ok=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    try:
+        code = run_in_private_folder(cmd, env, uri, destination)
+    except Stopped as stopped:
+        code = 128 + stopped.args[0]
+    sys.exit(code)
+
+
+def run_in_private_folder(cmd: list[str], env: dict[str, str], uri: str, destination: str) -> int:
+    """Serve with the auth config in a 0700 folder of this start's own (mkdtemp), removed
+    however the server ends (a SIGKILL of this launcher aside): no copy of the auth database
+    URI outlives the server."""
     host, port = cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1]
-    print(
-        f"mlflow-server: http://{host}:{port} "
-        f"(store {uri.split('@')[-1]}, artifacts {destination}, "
-        f"auth {'on, admin ' + env[ADMIN_USER] if auth_enabled(env) else 'OFF'})",
-        flush=True,
-    )
-    os.execve(cmd[0], cmd, env)
+    with tempfile.TemporaryDirectory(prefix="predictflow-server-") as private:
+        if auth_enabled(env):
+            config = write_auth_config(Path(private), auth_database_uri(uri), env[ADMIN_USER])
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+            # The auth app's forms need a CSRF key shared by all workers; a fresh one per start
+            # only logs browsers out on a restart.
+            env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+        else:
+            print(
+                f"mlflow-server: WARNING: authentication OFF ({INSECURE}=1): anyone on this "
+                "machine can change the registry; for one user on 127.0.0.1 only",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(
+            f"mlflow-server: http://{host}:{port} "
+            f"(store {uri.split('@')[-1]}, artifacts {destination}, "
+            f"auth {'on, admin ' + env[ADMIN_USER] if auth_enabled(env) else 'OFF'})",
+            flush=True,
+        )
+        return serve(cmd, env)
 
 
 if __name__ == "__main__":

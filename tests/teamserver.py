@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -63,17 +64,28 @@ class Server:
     database: str
     setup_seconds: float
     log: Path
+    process: subprocess.Popen | None = None  # the launcher, leader of the server's group
+
+
+def with_password(uri: str, secret: str | None) -> str:
+    """`uri` with `secret` as its password (the test PostgreSQL trusts 127.0.0.1 and ignores
+    it: it is only there to be looked for)."""
+    if not secret:
+        return uri
+    parts = urlsplit(uri)
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{parts.username}:{secret}@{parts.hostname}{port}").geturl()
 
 
 @contextmanager
-def team_server(workdir: Path, **env: str) -> Iterator[Server]:
+def team_server(workdir: Path, db_password: str | None = None, **env: str) -> Iterator[Server]:
     """scripts/mlflow_server.py on a free port over a new database; both gone afterwards."""
     database = f"predictflow_test_{uuid.uuid4().hex[:10]}"
     port = free_port()
     log = workdir / "mlflow-server.log"
     settings = {
         "PORT": str(port),
-        "PREDICTFLOW_DB_URI": f"{POSTGRES}/{database}",
+        "PREDICTFLOW_DB_URI": f"{with_password(POSTGRES, db_password)}/{database}",
         "WORKERS": "1",
         "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
         "MLFLOW_AUTH_ADMIN_PASSWORD": password("admin"),
@@ -111,7 +123,7 @@ def team_server(workdir: Path, **env: str) -> Iterator[Server]:
             time.sleep(0.2)
         setup = time.monotonic() - started
         print(f"\nmlflow server on PostgreSQL ({database}): first 200 on /health in {setup:.1f} s")
-        yield Server(uri, database, setup, log)
+        yield Server(uri, database, setup, log, process)
     finally:
         stop_process_group(process)
         conn = admin()

@@ -12,23 +12,20 @@ from .docs_pages import doc_pages, links, local_target
 
 MAX_LINES = 150
 FIRST_SCREEN = 70
-# Pages other branches are writing now: linked already, tolerated only while absent.
-PENDING = {"docs/ui.md", "docs/serving-bentoml.md"}
 
 
 def markdown_files(root: Path) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
-def broken_links(root: Path, pending: set[str] = PENDING) -> list[str]:
-    """`file: target` for each relative link whose file is missing, pending pages excepted."""
+def broken_links(root: Path) -> list[str]:
+    """`file: target` for each relative link whose file is missing."""
     root = root.resolve()
-    pending_paths = {root / name for name in pending}
     broken = []
     for source in markdown_files(root):
         for target in links(source):
             path = local_target(source, target)
-            if path is not None and not path.exists() and path not in pending_paths:
+            if path is not None and not path.exists():
                 broken.append(f"{source.relative_to(root)}: {target}")
     return broken
 
@@ -50,8 +47,6 @@ def test_readme_links_every_docs_page() -> None:
     linked = {local_target(REPO / "README.md", t) for t in links(REPO / "README.md")}
     unlinked = [p.name for p in sorted((REPO / "docs").glob("*.md")) if p.resolve() not in linked]
     assert not unlinked, f"docs/ pages the README does not link: {unlinked}"
-    for name in PENDING:
-        assert (REPO / name).resolve() in linked, f"README.md does not link {name}"
 
 
 def test_every_relative_link_resolves() -> None:
@@ -59,21 +54,20 @@ def test_every_relative_link_resolves() -> None:
 
 
 def test_the_link_check_finds_what_is_broken(tmp_path: Path) -> None:
-    """Only the pending pages may be missing: any other dead link, image or anchor's file fails."""
+    """A dead link, image or anchor's file fails; URLs, same-page anchors and code do not."""
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text(
         "[ok](../README.md) [up](../missing.md#x) ![img](gone.png) [web](https://example.org)\n"
         "`[in code](nowhere.md)`\n"
     )
     (tmp_path / "README.md").write_text(
-        "[a](docs/a.md#top) [pending](docs/ui.md) [b](docs/b.md) [anchor](#here)\n"
+        "[a](docs/a.md#top) [b](docs/b.md) [anchor](#here)\n"
     )
     assert broken_links(tmp_path) == [
         "README.md: docs/b.md",
         "docs/a.md: ../missing.md#x",
         "docs/a.md: gone.png",
     ]
-    assert "README.md: docs/ui.md" in broken_links(tmp_path, pending=set())
 
 
 @pytest.mark.parametrize("page", ["README.md", *(p.name for p in doc_pages(REPO))])

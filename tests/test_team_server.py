@@ -769,7 +769,7 @@ def test_no_password_is_stored_anywhere(team: Team) -> None:
     finally:
         conn.close()
     files = [p for p in team.workdir.rglob("*") if p.is_file()]
-    files += list(Path(tempfile.gettempdir()).glob("predictflow-basic-auth-*.ini"))
+    files += list(Path(tempfile.gettempdir()).glob("predictflow-server-*/*"))  # the auth config
     assert report in files and team.server.log in files
     assert any("artifacts" in p.parts for p in files)
     leaks += [str(p) for p in files if SENTINEL.encode() in p.read_bytes()]

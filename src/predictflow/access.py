@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -44,6 +44,7 @@ ROLES: dict[str, tuple[str, str]] = {
 MONITORING_PERMISSIONS = {"reader": "READ", "experimenter": "EDIT", "releaser": "EDIT"}
 LEDGER_PERMISSIONS = {"reader": "READ", "experimenter": "READ", "releaser": "EDIT"}
 RELEASE_PERMISSION = "MANAGE"
+WRITE_PERMISSIONS = ("EDIT", "MANAGE")  # MLflow's permissions with can_update
 CURRENT_USER = "/api/2.0/mlflow/users/current"
 CREDENTIALS_HINT = (
     "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
@@ -168,16 +169,42 @@ def check_credentials(uri: str) -> None:
         caller(uri)
 
 
-def model_permission(uri: str, user: str) -> str:
-    """The caller's effective permission on the registered model, as the server resolves it."""
+def permission(uri: str, user: str, kind: str, resource: str) -> str:
+    """`user`'s effective permission on an experiment or registered model, as the server
+    resolves it (grants, defaults), e.g. READ, EDIT, MANAGE, NO_PERMISSIONS."""
     answer = _get(
         uri,
         "/api/3.0/mlflow/users/permissions/get",
         username=user,
-        resource_type="registered_model",
-        resource_id=MODEL_NAME,
+        resource_type=kind,
+        resource_id=resource,
     )
     return (answer or {}).get("permission", "NO_PERMISSIONS")
+
+
+def model_permission(uri: str, user: str) -> str:
+    """The caller's effective permission on the registered model, as the server resolves it."""
+    return permission(uri, user, "registered_model", MODEL_NAME)
+
+
+def require_writes(uri: str, experiment_id: str, models: Iterable[str]) -> None:
+    """On a server, the caller may log runs in the experiment and tag each model: asked before
+    a command records anything, so a refusal leaves nothing half-done (a run without its tag)."""
+    if not is_server(uri):
+        return
+    who = caller(uri)
+    if not who.verified or who.is_admin:
+        return
+    wanted = [("experiment", experiment_id), *(("registered_model", m) for m in sorted(models))]
+    for kind, resource in wanted:
+        held = permission(uri, who.name, kind, resource)
+        if held not in WRITE_PERMISSIONS:
+            raise AccessError(
+                f"{server_of(uri)} refused user {who.name!r} (HTTP 403 by role): writing to "
+                f"{kind.replace('_', ' ')} {resource!r} needs EDIT and the server gives them "
+                f"{held}; nothing was recorded; an admin can run "
+                f"`predictflow access grant {who.name} --role experimenter`"
+            )
 
 
 def role_of(uri: str, user: str) -> str:
@@ -256,6 +283,41 @@ def _set_permission(client, user: str, kind: str, resource: str, permission: str
         client.grant_user_permission(user, kind, resource, permission)
 
 
+def check_user_name(user: str) -> None:
+    """A login that basic auth can carry: not blank, no surrounding spaces, and no colon (the
+    header splits user from password at the first one, so that user could never log in)."""
+    if not user.strip() or user != user.strip() or ":" in user:
+        raise AccessError(
+            f"user name {user!r}: give a login name that is not blank, has no leading or "
+            "trailing spaces and no colon, e.g. `predictflow access add ann --role reader`"
+        )
+
+
+def check_password(user: str, password: str) -> None:
+    """An empty password would make a login anyone can use who knows the name."""
+    if not password.strip():
+        raise AccessError(
+            f"the password for user {user!r} is empty: type one at the prompt, or give it as "
+            "the first line of stdin with --password-stdin; nothing was created"
+        )
+
+
+def require_user(client, uri: str, user: str) -> None:
+    """Grants name an existing login: MLflow would answer an unknown one with a bare error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with refusals(uri):
+            client.get_user(user)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise AccessError(
+            f"no user {user!r} on {server_of(uri)}: create it with "
+            f"`predictflow access add {user} --role ROLE`; nothing was granted"
+        ) from None
+
+
 def grant(uri: str, user: str, role: str) -> dict[str, str]:
     """Give `user` exactly `role`'s permissions (replacing earlier ones); return what was set."""
     if role not in ROLES:
@@ -263,10 +325,11 @@ def grant(uri: str, user: str, role: str) -> dict[str, str]:
     from predictflow.releases import LEDGER
     from predictflow.tracking import MONITORING_EXPERIMENT
 
+    client = _admin_client(uri)
+    require_user(client, uri, user)  # before anything is created or granted
     ids = ensure_resources(uri)
     on_experiment, on_model = ROLES[role]
     on_monitoring, on_ledger = MONITORING_PERMISSIONS[role], LEDGER_PERMISSIONS[role]
-    client = _admin_client(uri)
     with refusals(uri):
         _set_permission(client, user, "experiment", ids[EXPERIMENT], on_experiment)
         _set_permission(client, user, "experiment", ids[MONITORING_EXPERIMENT], on_monitoring)
@@ -288,6 +351,8 @@ def add_user(uri: str, user: str, password: str, role: str) -> dict[str, str]:
 
     if role not in ROLES:
         raise AccessError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    check_user_name(user)
+    check_password(user, password)
     try:
         with refusals(uri):
             _admin_client(uri).create_user(user, password)
@@ -314,6 +379,7 @@ def team_server() -> tuple[str, Caller]:
             f"{uri} is a local store: users and roles live on a team server; set "
             "MLFLOW_TRACKING_URI to it (and an admin's MLFLOW_TRACKING_USERNAME / PASSWORD)"
         )
+    tracking.probe_server(uri)  # one line naming the server, not a traceback quoting its URI
     me = caller(uri)
     if not me.verified:
         raise AccessError(

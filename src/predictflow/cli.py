@@ -23,6 +23,7 @@ import click
 
 from predictflow import errors, paths  # errors, paths: constants and small helpers only
 from predictflow.errors import MACHINE_ERRORS, UserError
+from predictflow.redact import mask_logs, redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -77,8 +78,8 @@ def model_uri_argument(f: F) -> F:
 
 
 def emit(facts: dict[str, Any], as_json: bool, text: str) -> None:
-    """A command's output: the facts as JSON, or the text for a person."""
-    click.echo(json.dumps(facts, indent=2, sort_keys=True) if as_json else text)
+    """A command's output: the facts as JSON, or the text for a person (credentials masked)."""
+    click.echo(redact(json.dumps(facts, indent=2, sort_keys=True) if as_json else text))
 
 
 def registry_client() -> MlflowClient:
@@ -108,12 +109,15 @@ def cli(verbose: bool) -> None:
     """
     from predictflow.stage import configure_logging
 
-    # MLflow's per-download progress bars would interleave with the command's own output.
+    # MLflow's per-download progress bars and its "View run ... at" lines on stdout would
+    # interleave with the command's own output (and break `--json`).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # Progress notes only for a person at a terminal: in automation, stderr stays empty on
     # success and holds exactly one line on failure.
     level = logging.DEBUG if verbose else logging.INFO if sys.stderr.isatty() else logging.WARNING
     configure_logging("predictflow", level)
+    mask_logs()
 
 
 @cli.group()
@@ -535,6 +539,7 @@ def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> Non
 
     from predictflow import access as access_
 
+    access_.check_user_name(user)  # before the prompt: a blank name is never created
     uri, _ = access_.team_server()
     password = (
         sys.stdin.readline().rstrip("\n")
@@ -566,7 +571,7 @@ def access_grant(user: str, role: str, as_json: bool) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"predictflow: error: {message}", file=sys.stderr)
+    print(f"predictflow: error: {redact(message)}", file=sys.stderr)
     sys.exit(code)
 
 

@@ -597,10 +597,13 @@ def log_realized(
 ) -> dict[str, str]:
     """A run per version (so successive cohorts chart as a history) and a version tag
     `realized.<cohort>` with the same numbers (so the version's page shows them)."""
+    from predictflow.access import require_writes
     from predictflow.drift import monitoring_experiment
 
-    experiment = monitoring_experiment(root)
-    run_ids = {}
+    experiment, run_ids = monitoring_experiment(root), {}
+    require_writes(
+        tracking.tracking_uri(root), experiment, {m["name"] for m in record["models"].values()}
+    )
     for role, values in results.items():
         model = record["models"][role]
         run = client.create_run(

@@ -13,6 +13,7 @@ from pathlib import Path
 from predictflow import exp_claim
 from predictflow.errors import StageError, UserError, machine_errors_unlogged
 from predictflow.faults import checkpoint
+from predictflow.redact import redact
 
 __all__ = ["StageError", "checkpoint", "configure_logging", "quiet_libraries", "run"]
 
@@ -99,7 +100,7 @@ def run(name: str, main: Callable[[], None], uses_store: bool = True) -> None:
         with machine_errors_unlogged(), _store_refusals() if uses_store else nullcontext():
             main()
     except UserError as err:  # anything else is a bug: its traceback stays
-        print(f"{name}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {redact(str(err))}", file=sys.stderr)
         sys.exit(err.exit_code)
     finally:
         skip_final_collection()
