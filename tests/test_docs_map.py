@@ -60,9 +60,7 @@ def test_the_link_check_finds_what_is_broken(tmp_path: Path) -> None:
         "[ok](../README.md) [up](../missing.md#x) ![img](gone.png) [web](https://example.org)\n"
         "`[in code](nowhere.md)`\n"
     )
-    (tmp_path / "README.md").write_text(
-        "[a](docs/a.md#top) [b](docs/b.md) [anchor](#here)\n"
-    )
+    (tmp_path / "README.md").write_text("[a](docs/a.md#top) [b](docs/b.md) [anchor](#here)\n")
     assert broken_links(tmp_path) == [
         "README.md: docs/b.md",
         "docs/a.md: ../missing.md#x",
