@@ -207,7 +207,7 @@ def test_no_password_in_what_commands_print(team: Team, where: str) -> None:
     secret = f"{SENTINEL}-wrong"
     base = team.server.uri if where == "refusing" else f"http://127.0.0.1:{free_port()}"
     uri = _with_userinfo(base, "ed", secret)
-    shutil.copy(REPO / "data" / "customers.csv", team.repo / "batch.csv")
+    shutil.copy(team.repo / "data" / "customers.csv", team.repo / "batch.csv")
     failed = 0
     for args in COMMANDS:
         result = run(
@@ -293,7 +293,7 @@ def test_evaluate_batch_refused_records_nothing_and_json_is_pure(team: Team) -> 
     from predictflow import access
 
     batch = team.repo / "batch200.csv"
-    lines = (REPO / "data" / "customers.csv").read_text().splitlines(keepends=True)
+    lines = (team.repo / "data" / "customers.csv").read_text().splitlines(keepends=True)
     batch.write_text("".join(lines[:201]))
     scored = team.repo / "scores.csv"
     team_scored = team.predictflow(
