@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import REPO, child_env, free_port, stop_process_group
+from .conftest import BIN, REPO, Result, child_env, free_port, run, stop_process_group
 from .s3server import unavailable
 
 POSTGRES = os.environ.get("PREDICTFLOW_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432")
@@ -131,3 +131,29 @@ def team_server(workdir: Path, db_password: str | None = None, **env: str) -> It
             for name in (database, f"{database}_auth"):  # the store and its users
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@dataclass
+class Team:
+    """A running server, a built repo whose stages log to it, and the folder holding both."""
+
+    server: Server
+    repo: Path
+    workdir: Path
+
+    @property
+    def tmpdir(self) -> Path:
+        """The TMPDIR the server's launcher was given (where its private auth folder lives)."""
+        return self.workdir / "tmp"
+
+    def predictflow(
+        self, user: str | None, *args: str, secret: str | None = None, stdin: str | None = None
+    ) -> Result:
+        """`predictflow ARGS` in the repo, against the server, as `user` (None: no login)."""
+        return run(
+            [BIN / "predictflow", *args],
+            self.repo,
+            check=False,
+            stdin=stdin,
+            **login(self.server.uri, user, secret),
+        )

@@ -25,13 +25,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, REPO, Result, assert_one_line_error, child_env, free_port, run
-from .teamserver import SENTINEL, Server, admin, login, password, team_server
+from .conftest import BIN, REPO, assert_one_line_error, child_env, free_port, run
+from .teamserver import SENTINEL, Team, admin, login, password, team_server
 
 pytestmark = pytest.mark.services
 
@@ -69,22 +68,6 @@ def assert_private_config(tmpdir: Path) -> Path:
     return config
 
 
-@dataclass
-class Team:
-    server: Server
-    repo: Path
-    tmpdir: Path
-
-    def predictflow(self, user: str | None, *args: str, stdin: str | None = None) -> Result:
-        return run(
-            [BIN / "predictflow", *args],
-            self.repo,
-            check=False,
-            stdin=stdin,
-            **login(self.server.uri, user),
-        )
-
-
 @pytest.fixture(scope="module")
 def team(
     postgres: str, built_repo: Path, tmp_path_factory: pytest.TempPathFactory
@@ -114,7 +97,7 @@ def team(
             repo,
             **login(server.uri, "ed"),
         )
-        yield Team(server, repo, tmpdir)
+        yield Team(server, repo, workdir)
     assert private_folders(tmpdir) == []  # stopped by SIGTERM to its group
 
 

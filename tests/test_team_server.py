@@ -25,7 +25,6 @@ import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ from .teamserver import (
     HEALTH_TIMEOUT,
     POSTGRES,
     SENTINEL,
-    Server,
+    Team,
     admin,
     login,
     password,
@@ -345,22 +344,6 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
 
 
 # -- 3. who may do what: roles on a basic-auth server ------------------------------------------
-
-
-@dataclass
-class Team:
-    server: Server
-    repo: Path
-    workdir: Path
-
-    def predictflow(self, user: str | None, *args: str, secret: str | None = None) -> Result:
-        """`predictflow ARGS` in the repo, against the server, as `user` (None: no login)."""
-        return run(
-            [BIN / "predictflow", *args],
-            self.repo,
-            check=False,
-            **login(self.server.uri, user, secret),
-        )
 
 
 # The pipeline's MLflow steps, forced: prepare and featurize never talk to MLflow, so they stay
