@@ -56,7 +56,7 @@ install: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## create .venv and instal
 repro: $(INSTALLED) activate-hook $(PLOTS_TEMPLATE) ## fetch or bootstrap the data, run the whole pipeline, register the model
 	"$(BIN)"/predictflow data ensure
 	"$(BIN)"/dvc repro
-	@"$(BIN)"/python -m predictflow.doctor || { status=$$?; [ $$status -eq 10 ] || exit $$status; \
+	@"$(BIN)"/python -m predictflow.ops.doctor || { status=$$?; [ $$status -eq 10 ] || exit $$status; \
 		echo "the tracking store lacks this workspace's model: logging and registering it again"; \
 		"$(BIN)"/dvc repro --force --single-item train evaluate register; }
 	@echo "Done. Runs: make ui | Model lineage: predictflow lineage | Metrics: dvc metrics show"

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import measure, report
-from predictflow import lineage
+from predictflow.lineage import evidence
 from tests.conftest import child_env, copy_project  # one copy of the sandbox helpers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,7 +256,7 @@ class Bench:
     def tracking(self, repo: Path, rows: int) -> None:
         """The `train` stage command (dvc.yaml's) against bare.py's reads, fit and pickle."""
         self.log(f"train stage vs bare train at {rows:,} rows")
-        argv = shlex.split(lineage.read_pipeline(repo)["stages"]["train"]["cmd"])  # rendered
+        argv = shlex.split(evidence.read_pipeline(repo)["stages"]["train"]["cmd"])  # rendered
         stage = self.run([BIN / "python", *argv[1:]], repo)
         given = dict(itertools.pairwise(argv))  # the stage's own input paths
         inputs = ("--features-train", "--features-test", "--featurizer")

@@ -48,7 +48,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from predictflow.redact import redact
+from predictflow.base.redact import redact
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"

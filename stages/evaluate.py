@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from predictflow import paths, stage
-from predictflow.data import check_held_out
-from predictflow.evaluation import (
+from predictflow.core import paths
+from predictflow.core.data import check_held_out
+from predictflow.core.estimator import feature_importance
+from predictflow.core.evaluation import (
     churn_scores,
     classification_metrics,
     figures,
@@ -27,11 +28,11 @@ from predictflow.evaluation import (
     segment_metrics,
     uncertainty_metrics,
 )
-from predictflow.io import atomic_path, write_json
-from predictflow.model import feature_importance
-from predictflow.params import load_params
-from predictflow.schema import FEATURES, TARGET
-from predictflow.scoring import prediction_frame
+from predictflow.core.io import atomic_path, write_json
+from predictflow.core.params import load_params
+from predictflow.core.schema import FEATURES, TARGET
+from predictflow.core.scoring import prediction_frame
+from predictflow.lineage import stage
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -11,10 +11,11 @@ import logging
 import pickle
 from pathlib import Path
 
-from predictflow import paths, stage
-from predictflow.io import atomic_path, read_batches, write_batches
-from predictflow.model import BATCH_ROWS, featurize_batches, fit_featurizer
-from predictflow.params import load_params
+from predictflow.core import paths
+from predictflow.core.estimator import BATCH_ROWS, featurize_batches, fit_featurizer
+from predictflow.core.io import atomic_path, read_batches, write_batches
+from predictflow.core.params import load_params
+from predictflow.lineage import stage
 
 log = logging.getLogger(__name__)
 

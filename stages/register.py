@@ -17,10 +17,11 @@ import logging
 import tempfile
 from pathlib import Path
 
-from predictflow import access, lineage, modelcard, paths, promotion, registry, stage, tracking
-from predictflow.data import held_out_counts
-from predictflow.io import write_json
-from predictflow.params import RegisterParams, load_params
+from predictflow.core import paths
+from predictflow.core.data import held_out_counts
+from predictflow.core.io import write_json
+from predictflow.core.params import RegisterParams, load_params
+from predictflow.lineage import access, evidence, modelcard, promotion, registry, stage, tracking
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ def main() -> None:
     import mlflow
 
     params = load_params(args.params)
-    workspace, store = lineage.workspace_root(), tracking.store_root()
+    workspace, store = evidence.workspace_root(), tracking.store_root()
     # Data and model facts come from the lock just checked; code facts from the train run.
-    hashes = lineage.check_lock(workspace, UPSTREAM, {args.model: "train", args.metrics: UPSTREAM})
+    hashes = evidence.check_lock(workspace, UPSTREAM, {args.model: "train", args.metrics: UPSTREAM})
     model_md5 = hashes[args.model]
     rows, smallest = check_held_out(args.test, params.registry)
     scores = {k: float(v) for k, v in json.loads(args.metrics.read_text(encoding="utf-8")).items()}
@@ -71,11 +72,11 @@ def main() -> None:
             f"{model_md5}; run `dvc repro -f train` to log it again"
         )
     run = runs[0]
-    lineage.check_trained_params(workspace, "train", run.data.params)
+    evidence.check_trained_params(workspace, "train", run.data.params)
     tags = {k: v for k, v in run.data.tags.items() if k in tracking.LineageTags.__annotations__}
     tags |= {
         "data_path": args.raw.as_posix(),
-        "data_md5": lineage.locked_data_md5(workspace, args.raw),
+        "data_md5": evidence.locked_data_md5(workspace, args.raw),
         "model_md5": model_md5,
         registry.HELD_OUT_ROWS: str(rows),
         registry.HELD_OUT_MIN_CLASS: str(smallest),
@@ -83,7 +84,7 @@ def main() -> None:
     client = mlflow.MlflowClient()
     tracking.attach_evaluation(run, scores, args.test, args.figures_dir, args.plots_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        lock = lineage.lock_without(workspace, STAGE, Path(tmp))
+        lock = evidence.lock_without(workspace, STAGE, Path(tmp))
         mlflow.log_artifact(str(lock), "lineage", run_id=run.info.run_id)
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
@@ -104,7 +105,7 @@ def main() -> None:
         client, tracking.MODEL_NAME, str(version.version), run.info.run_id, modelcard.render(card)
     )
     gate = roc_auc >= params.registry.min_roc_auc
-    experiment = lineage.dvc_exp_name()
+    experiment = evidence.dvc_exp_name()
     if gate and experiment is None:
         who = access.caller(tracking.tracking_uri(store)).acting_as("dvc repro")
         with registry.move_lock(client, store, "staging", who):

@@ -15,11 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from predictflow import lineage, paths, stage, tracking, training
-from predictflow.errors import machine_cause
-from predictflow.io import atomic_path
-from predictflow.model import assemble, build_classifier, fit_classifier_from_files
-from predictflow.params import Params, load_params
+from predictflow.base.errors import machine_cause
+from predictflow.core import paths
+from predictflow.core.estimator import assemble, build_classifier, fit_classifier_from_files
+from predictflow.core.io import atomic_path
+from predictflow.core.params import Params, load_params
+from predictflow.lineage import evidence, stage, tracking, training
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +92,7 @@ def log_run(
         local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp))
         with atomic_path(args.model) as model_tmp:
             shutil.copyfile(local / "model.pkl", model_tmp)
-    model_md5 = lineage.file_md5(args.model)
+    model_md5 = evidence.file_md5(args.model)
     tags = replace(data_lineage, model_md5=model_md5).as_tags()
     mlflow.set_tags(tags)
     mlflow.set_logged_model_tags(info.model_id, tags)
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--live-dir", type=Path, default=paths.TRAIN_LIVE)
     parser.add_argument("--params", type=Path, default=paths.PARAMS)
     args = parser.parse_args()
-    train(args, load_params(args.params), lineage.workspace_root())
+    train(args, load_params(args.params), evidence.workspace_root())
 
 
 if __name__ == "__main__":

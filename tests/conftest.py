@@ -199,7 +199,7 @@ def copy_project(dest: Path) -> Path:
 
 
 MOVE_STORE = (
-    "import sys; from pathlib import Path; from predictflow import doctor; "
+    "import sys; from pathlib import Path; from predictflow.ops import doctor; "
     "finding = doctor.check_locations(Path(sys.argv[1]), fix=True); "
     "sys.exit(0 if finding.status == 'ok' or finding.fixed else finding.detail)"
 )

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from predictflow.data import split
-from predictflow.io import read_batches, write_batches
-from predictflow.model import (
+from predictflow.core.data import split
+from predictflow.core.estimator import (
     build_classifier,
     build_featurizer,
     featurize,
@@ -26,9 +25,10 @@ from predictflow.model import (
     fit_classifier_from_files,
     fit_featurizer,
 )
-from predictflow.params import FeaturizeParams, load_params
-from predictflow.schema import TARGET, clean, read_raw
-from predictflow.synth import write_csv
+from predictflow.core.io import read_batches, write_batches
+from predictflow.core.params import FeaturizeParams, load_params
+from predictflow.core.schema import TARGET, clean, read_raw
+from predictflow.ops.synth import write_csv
 
 from .conftest import REPO
 

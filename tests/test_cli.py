@@ -14,7 +14,7 @@ from .conftest import assert_one_line_error, predictflow, run
 WITH_COMMAND = """
 import sys
 from predictflow.cli import cli, main
-from predictflow.errors import UserError
+from predictflow.base.errors import UserError
 
 class Refused(UserError):
     exit_code = 7
@@ -51,7 +51,7 @@ def test_a_user_error_is_one_line_with_its_exit_code(tmp_path: Path) -> None:
 
 
 def test_a_stage_shows_a_bug_with_its_traceback(tmp_path: Path) -> None:
-    code = "from predictflow import stage; stage.run('prepare', lambda: {}['seed'], False)"
+    code = "from predictflow.lineage import stage; stage.run('prepare', lambda: {}['seed'], False)"
     result = run([sys.executable, "-c", code], tmp_path, check=False)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "KeyError: 'seed'" in result.stderr
@@ -112,7 +112,10 @@ def test_the_command_line_imports_nothing_heavy_before_a_command_needs_it(tmp_pa
 
 def test_the_literal_defaults_match_their_sources() -> None:
     """cli.py repeats a few constants so that `--help` imports nothing heavy."""
-    from predictflow import access, cli, paths, rawdata, scoring, synth, tracking
+    from predictflow import cli
+    from predictflow.core import paths, scoring
+    from predictflow.lineage import access, tracking
+    from predictflow.ops import rawdata, synth
 
     assert cli.MODEL_NAME == tracking.MODEL_NAME
     assert cli.CHUNK_ROWS == scoring.DEFAULT_CHUNK_ROWS

@@ -16,7 +16,8 @@ import pytest
 from mlflow import MlflowClient
 from xgboost import XGBClassifier
 
-from predictflow import training, tune
+from predictflow.lineage import training
+from predictflow.ops import tune
 
 pytestmark = pytest.mark.unit
 
@@ -94,7 +95,7 @@ def test_yaml_is_parsed_by_ruamels_c_parser_with_the_same_values() -> None:
     from ruamel.yaml import YAML
     from ruamel.yaml.main import CParser
 
-    from predictflow.params import read_yaml
+    from predictflow.core.params import read_yaml
 
     assert CParser is not None
     assert YAML(typ="safe").Parser is CParser

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from predictflow.data import split
-from predictflow.model import build_classifier, build_featurizer, fit_classifier
-from predictflow.params import load_params
-from predictflow.schema import TARGET, clean, read_raw
-from predictflow.synth import write_csv
+from predictflow.core.data import split
+from predictflow.core.estimator import build_classifier, build_featurizer, fit_classifier
+from predictflow.core.params import load_params
+from predictflow.core.schema import TARGET, clean, read_raw
+from predictflow.ops.synth import write_csv
 
 from .conftest import REPO
 

@@ -11,8 +11,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from predictflow import datadiff, lineage
-from predictflow.params import DriftParams
+from predictflow.core.params import DriftParams
+from predictflow.lineage import evidence
+from predictflow.monitoring import datadiff
 from tests.conftest import assert_one_line_error, copy_built_repo, dvc, git, predictflow
 
 DATA = "data/customers.csv"
@@ -40,7 +41,7 @@ def commit_version(repo: Path, frame: pd.DataFrame, message: str) -> str:
     dvc(repo, "add", "-q", DATA)
     git(repo, "add", PIN)
     git(repo, "commit", "-q", "-m", message)
-    return lineage.pinned_md5(repo / PIN)
+    return evidence.pinned_md5(repo / PIN)
 
 
 def second_version(first: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +75,7 @@ def versions(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     first = read(repo)
     second = second_version(first)
     md5s = [
-        lineage.pinned_md5(repo / PIN),
+        evidence.pinned_md5(repo / PIN),
         commit_version(repo, second, "data: second version"),
         commit_version(repo, third_version(second), "data: third version"),
     ]
@@ -200,7 +201,7 @@ def test_duplicated_keys_are_one_line_naming_the_column_and_value(versions: dict
     dups = repo / "data" / "dups.csv"
     pd.concat([frame, frame.iloc[[5]]]).to_csv(dups, index=False)
     dvc(repo, "add", "-q", "data/dups.csv")
-    md5 = lineage.pinned_md5(repo / "data" / "dups.csv.dvc")
+    md5 = evidence.pinned_md5(repo / "data" / "dups.csv.dvc")
     result = predictflow(repo, "data", "diff", "HEAD", md5, check=False)
     assert_one_line_error(result, "customerID", repr(frame["customerID"].iloc[5]), "1 value(s)")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import lineage
-from predictflow.evaluation import UNCERTAINTY_KEYS
-from predictflow.tracking import METRIC_KEYS
+from predictflow.core.evaluation import UNCERTAINTY_KEYS
+from predictflow.lineage import evidence
+from predictflow.lineage.tracking import METRIC_KEYS
 
 from .conftest import assert_one_line_error, copy_built_repo, dvc, git, predictflow
 
@@ -102,7 +102,7 @@ def test_a_registered_version_has_a_model_card_with_eval_jsons_numbers(repo: Pat
     )
     assert {r[0] for r in rows} == {"Contract", "tenure band", "SeniorCitizen"}
     prepared = json.loads((repo / "metrics/prepare.json").read_text())
-    pin = lineage.pinned_md5(repo / "data/customers.csv.dvc")
+    pin = evidence.pinned_md5(repo / "data/customers.csv.dvc")
     assert f"md5 `{pin}` (DVC pin)" in card
     assert f"| held-out split | {prepared['rows_test']} rows, churn rate " in card
     for heading in ("Intended use", "Known limits"):

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictflow import lineage, synth
-from predictflow.drift import Reservoir, psi
+from predictflow.lineage import evidence
+from predictflow.monitoring.drift import Reservoir, psi
+from predictflow.ops import synth
 from tests.conftest import assert_one_line_error, dvc, predictflow
 
 MODEL = "models:/churn-predictor@staging"  # the pipeline run moves staging; nothing is production
@@ -119,7 +120,7 @@ def test_drifted_batch_exits_3_names_the_shifted_features_and_logs_a_monitoring_
     version = client.get_model_version_by_alias("churn-predictor", "staging")
     assert run.data.tags["model_version"] == str(version.version)
     assert run.data.tags["reference_data_md5"] == version.tags["data_md5"]
-    assert run.data.tags["batch_md5"] == lineage.file_md5(tmp_path / "batch.csv")
+    assert run.data.tags["batch_md5"] == evidence.file_md5(tmp_path / "batch.csv")
     assert run.data.metrics["MonthlyCharges.psi"] == pytest.approx(
         facts["features"]["MonthlyCharges"]["psi"]
     )
@@ -154,7 +155,7 @@ def test_reference_is_the_pinned_data_not_the_changed_workspace_file(
     """With the workspace's file replaced by drifted customers, a batch like them still
     drifts: the reference is what the version learned from."""
     raw = drift_repo / "data" / "customers.csv"
-    pinned = lineage.pinned_md5(drift_repo / "data" / "customers.csv.dvc")
+    pinned = evidence.pinned_md5(drift_repo / "data" / "customers.csv.dvc")
     with moved_aside(raw):
         drifted_batch(raw, seed=synth.DEFAULT_SEED, rows=synth.DEFAULT_ROWS)
         result = drift(drift_repo, drifted_batch(tmp_path / "batch.csv"), "--json")
@@ -179,7 +180,7 @@ def test_batch_missing_a_column_is_one_line(drift_repo: Path, tmp_path: Path) ->
 def test_training_data_in_neither_cache_nor_remote_is_one_line(
     drift_repo: Path, tmp_path: Path
 ) -> None:
-    pinned = lineage.pinned_md5(drift_repo / "data" / "customers.csv.dvc")
+    pinned = evidence.pinned_md5(drift_repo / "data" / "customers.csv.dvc")
     cached = drift_repo / ".dvc" / "cache" / "files" / "md5" / pinned[:2] / pinned[2:]
     batch = synth_batch(tmp_path / "batch.csv", seed=7, rows=50)
     with moved_aside(cached):
@@ -197,7 +198,7 @@ def test_training_data_only_in_the_default_remote_is_read_from_there(
     beside the repo, and the module's copy must keep an empty one.)"""
     repo = tmp_path / "repo"
     shutil.copytree(drift_repo, repo, symlinks=True)
-    pinned = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    pinned = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     cached = repo / ".dvc" / "cache" / "files" / "md5" / pinned[:2] / pinned[2:]
     dvc(repo, "push", "-q", "data/customers.csv.dvc")
     cached.unlink()
@@ -241,7 +242,7 @@ def test_a_corrupted_cache_object_is_named_or_passed_over_for_the_remote(
     with one in the default remote, that copy is used and the cache is left alone."""
     repo = tmp_path / "repo"
     shutil.copytree(drift_repo, repo, symlinks=True)
-    pinned = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    pinned = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     cached = repo / ".dvc" / "cache" / "files" / "md5" / pinned[:2] / pinned[2:]
     good = cached.read_bytes()
 

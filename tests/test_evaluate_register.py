@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage
-from predictflow.evaluation import UNCERTAINTY_KEYS
-from predictflow.tracking import METRIC_KEYS
+from predictflow.core.evaluation import UNCERTAINTY_KEYS
+from predictflow.lineage import evidence
+from predictflow.lineage.tracking import METRIC_KEYS
 
 from .conftest import assert_one_line_error, repo_client, run
 
@@ -109,19 +109,19 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
             pipeline_repo / "metrics/eval_plots" / name
         ).read_bytes()
 
-    test_md5 = lineage.file_md5(pipeline_repo / TEST_SPLIT)
+    test_md5 = evidence.file_md5(pipeline_repo / TEST_SPLIT)
     datasets = {
         (d.dataset.name, d.dataset.digest, d.tags[0].value) for d in run_.inputs.dataset_inputs
     }
     assert datasets == {
         (
             "data/customers.csv",
-            lineage.pinned_md5(pipeline_repo / "data/customers.csv.dvc"),
+            evidence.pinned_md5(pipeline_repo / "data/customers.csv.dvc"),
             "source",
         ),
         (
             "data/prepared/train.parquet",
-            lineage.file_md5(pipeline_repo / "data/prepared/train.parquet"),
+            evidence.file_md5(pipeline_repo / "data/prepared/train.parquet"),
             "training",
         ),
         (TEST_SPLIT, test_md5, "evaluation"),
@@ -154,7 +154,7 @@ def test_run_and_version_carry_every_fact_they_carried_when_evaluate_logged(
 
 EXIT_PROBE = """
 import atexit, gc, sys
-from predictflow import stage
+from predictflow.lineage import stage
 
 def main():
     if sys.argv[1] == "fail":

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictflow import io, lineage
+from predictflow.core import io
+from predictflow.lineage import evidence
 
 from .conftest import BIN, assert_one_line_error, dvc, git, predictflow, run
 
@@ -243,7 +244,7 @@ def raw_removed(repo: Path) -> None:
 
 def pin_elsewhere(repo: Path) -> None:
     """The pin moved to data this machine cannot get (another branch, another remote)."""
-    pin_text((repo / PIN).read_text().replace(lineage.pinned_md5(repo / PIN), ELSEWHERE))(repo)
+    pin_text((repo / PIN).read_text().replace(evidence.pinned_md5(repo / PIN), ELSEWHERE))(repo)
 
 
 def raw_edited_and_pin_elsewhere(repo: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from dvc.utils.serialize import dumps_yaml
 from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
 
-from predictflow import lineage
+from predictflow.lineage import evidence
 
 from .conftest import committed_text, copy_built_repo, dvc, repo_client, stage_error_line
 
@@ -65,13 +65,13 @@ def test_model_mlflow_and_dvc_lock_hold_the_same_params(spelled_repo: Path) -> N
     repo = spelled_repo
     lock_text = (repo / "dvc.lock").read_text(encoding="utf-8")
     locked = dvc_parse_yaml(lock_text, "dvc.lock")["stages"]["train"]["params"]["params.yaml"]
-    model_md5 = lineage.file_md5(repo / "models" / "model.pkl")
+    model_md5 = evidence.file_md5(repo / "models" / "model.pkl")
     (run,) = [r for r in _runs(repo) if r.data.tags.get("model_md5") == model_md5]
     with open(repo / "models" / "model.pkl", "rb") as handle:
         classifier = pickle.load(handle).named_steps["classifier"]
     booster = json.loads(classifier.get_booster().save_config())
     trained = booster["learner"]["gradient_booster"]["tree_train_param"]
-    read_back = lineage.load_lock(repo)["train"].params["model"]
+    read_back = evidence.load_lock(repo)["train"].params["model"]
 
     for key, (_, value) in SPELLED.items():
         assert locked["model"][key] == value, key  # what DVC hashed
@@ -128,7 +128,7 @@ def test_values_no_user_means_stop_the_pipeline_with_one_line(
     assert {r.info.run_id for r in runs} == runs_before
     assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
     assert (repo / "dvc.lock").read_bytes() == lock_before
-    model_md5 = lineage.locked_out_md5(lineage.load_lock(repo), "models/model.pkl")
+    model_md5 = evidence.locked_out_md5(evidence.load_lock(repo), "models/model.pkl")
     assert model_md5 and (repo / ".dvc/cache/files/md5" / model_md5[:2] / model_md5[2:]).is_file()
 
 
@@ -140,4 +140,4 @@ def test_read_lock_reads_params_as_dvc_wrote_them() -> None:
     text = dumps_yaml({"schema": "2.0", "stages": {"train": train}})
     assert "learning_rate: 1e-05" in text and "type: on" in text  # as DVC spells them
 
-    assert lineage.read_lock(text)["train"].params == params
+    assert evidence.read_lock(text)["train"].params == params

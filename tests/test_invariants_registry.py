@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage, registry
-from predictflow.access import Caller
-from predictflow.tracking import MODEL_NAME
+from predictflow.lineage import evidence, registry
+from predictflow.lineage.access import Caller
+from predictflow.lineage.tracking import MODEL_NAME
 
 from .conftest import (
     BIN,
@@ -174,8 +174,8 @@ def test_a_client_clock_off_by_hours_orders_no_move_wrongly(
 
 
 MOVE_IN_CHILD = (
-    "import sys; import mlflow; from predictflow import registry; "
-    "from predictflow.access import Caller; uri = sys.argv[1]; "
+    "import sys; import mlflow; from predictflow.lineage import registry; "
+    "from predictflow.lineage.access import Caller; uri = sys.argv[1]; "
     "registry.move_alias(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), "
     "'production', '2', Caller('tests', verified=False), 'release')"
 )
@@ -269,7 +269,7 @@ def running_runs(repo: Path) -> list[str]:
 def artifact_file(repo: Path, version: str) -> Path:
     """The stored model.pkl of a version, found on disk by its md5 tag."""
     md5 = client_of(repo).get_model_version(MODEL_NAME, version).tags["model_md5"]
-    (path,) = [p for p in (repo / "mlflow_data").rglob("model.pkl") if lineage.file_md5(p) == md5]
+    (path,) = [p for p in (repo / "mlflow_data").rglob("model.pkl") if evidence.file_md5(p) == md5]
     return path
 
 
@@ -350,7 +350,7 @@ def forged_split(repo: Path, pin: bool = False, remove: bool = False) -> Iterato
         trained_on.to_parquet(path, index=False)
         if pin:
             lock.write_text(
-                lock_text.replace(hashlib.md5(original).hexdigest(), lineage.file_md5(path))
+                lock_text.replace(hashlib.md5(original).hexdigest(), evidence.file_md5(path))
             )
     try:
         yield

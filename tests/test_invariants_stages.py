@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import lineage
-from predictflow.io import write_json
+from predictflow.core.io import write_json
+from predictflow.lineage import evidence
 
 from .conftest import assert_one_line_error, copy_built_repo, dvc, git, run, stage_error_line
 
@@ -278,5 +278,5 @@ def test_pipeline_runs_before_the_first_commit_and_says_so_in_lineage(
     assert status == "FINISHED"
     assert tags.get("git_commit", "") == ""  # empty lineage values are not set as tags
     assert tags["git_dirty"] == "true"
-    assert tags["model_md5"] == lineage.file_md5(repo / "models/model.pkl")
+    assert tags["model_md5"] == evidence.file_md5(repo / "models/model.pkl")
     assert json.loads((repo / "metrics/train/metrics.json").read_text())["test"]["logloss"] > 0

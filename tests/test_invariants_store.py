@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage, migrate, tracking
+from predictflow.lineage import evidence, tracking
+from predictflow.ops import migrate
 
 from .conftest import (
     BIN,
@@ -78,7 +79,7 @@ def project(built_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def stage_cmd(name: str) -> list[str]:
     """A stage's command from dvc.yaml, run by hand (what `dvc repro` would run)."""
-    from predictflow.lineage import read_pipeline
+    from predictflow.lineage.evidence import read_pipeline
 
     spec = read_pipeline(Path(__file__).parents[1])
     return [sys.executable, *spec["stages"][name]["cmd"].split()[1:]]
@@ -248,8 +249,8 @@ def test_a_store_locked_shorter_than_the_wait_is_waited_for(project: Path) -> No
     runs = store_state(project)[1]
     assert len(runs) == len(before[1]) + 1 and all(s == "FINISHED" for _, s in runs)
     assert "up to date" in dvc(project, "status").stdout
-    assert lineage.file_md5(project / "models/model.pkl") == lineage.locked_out_md5(
-        lineage.load_lock(project), "models/model.pkl"
+    assert evidence.file_md5(project / "models/model.pkl") == evidence.locked_out_md5(
+        evidence.load_lock(project), "models/model.pkl"
     )
 
 

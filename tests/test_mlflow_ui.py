@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from predictflow import lineage, provenance, tracking
+from predictflow.lineage import evidence, provenance, tracking
 
 from .conftest import BIN, REPO, copy_built_repo, run
 from .test_report import browser, chromium, mlflow_ui  # noqa: F401 (`browser` is a fixture)
@@ -88,7 +88,7 @@ def test_a_fresh_profile_lands_on_the_training_runs(
     client = store(repo)
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
     newest = newest_run(client, experiment.experiment_id)
-    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     shot = tmp_path / "landing.png"
     dom = page(browser, tmp_path, f"{ui}/#/experiments/{experiment.experiment_id}", shot)
     assert newest.info.run_name in dom and "matching run" in dom, dom[-3000:]
@@ -109,7 +109,7 @@ def test_the_link_lineage_prints_opens_the_run_as_model_training(
     )
     link = facts["run"]["link"]
     assert link.startswith(f"{ui}/#/experiments/") and link.endswith(f"?{TRAINING}"), link
-    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     dom = page(browser, tmp_path, link)
     assert facts["run"]["name"] in dom, dom[-3000:]
     assert f"data/customers.csv ({raw_md5})" in dom, dom[-3000:]
@@ -151,7 +151,7 @@ def test_the_runs_list_opens_on_training_runs_with_their_datasets(
     tmp_path: Path,
 ) -> None:
     experiment = store(repo).get_experiment_by_name(tracking.EXPERIMENT)
-    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
+    raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     shot = tmp_path / "runs.png"
     dom = page(browser, tmp_path, f"{ui}/#/experiments/{experiment.experiment_id}?{TRAINING}", shot)
     assert "Detect Issues" not in dom and "Traces" in dom  # not the GenAI overview
@@ -171,11 +171,11 @@ def test_run_and_model_pages_show_the_dataset_digests(
     version = client.get_model_version_by_alias(tracking.MODEL_NAME, "staging")
     run = client.get_run(version.run_id)
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
-    raw_md5 = lineage.pinned_md5(repo / "data" / "customers.csv.dvc")
-    test_md5 = lineage.file_md5(repo / "data" / "prepared" / "test.parquet")
+    raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
+    test_md5 = evidence.file_md5(repo / "data" / "prepared" / "test.parquet")
     assert digests == {
         "data/customers.csv": raw_md5,
-        "data/prepared/train.parquet": lineage.file_md5(
+        "data/prepared/train.parquet": evidence.file_md5(
             repo / "data" / "prepared" / "train.parquet"
         ),
         "data/prepared/test.parquet": test_md5,

@@ -15,7 +15,7 @@ import pydantic
 import pytest
 from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
 
-from predictflow.params import MAX_SEED, Params, ParamsError, load_params, parse_params
+from predictflow.core.params import MAX_SEED, Params, ParamsError, load_params, parse_params
 
 from .conftest import committed_text
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from predictflow import lineage
-from predictflow.schema import FEATURES
-from predictflow.tracking import METRIC_KEYS
+from predictflow.core.schema import FEATURES
+from predictflow.lineage import evidence
+from predictflow.lineage.tracking import METRIC_KEYS
 
 from .conftest import REPO, dvc, git, predictflow, repo_client, run
 
@@ -40,7 +40,7 @@ def train_runs(repo: Path) -> list:
 
 
 def locked_md5s(text: str) -> dict[str, str]:
-    stages = lineage.read_lock(text)
+    stages = evidence.read_lock(text)
     return {
         f"{name}:{path}": md5
         for name, stage in stages.items()
@@ -66,8 +66,8 @@ def test_fresh_copy_reproduces_the_committed_lock_byte_for_byte(pipeline_repo: P
 
 
 def test_data_was_bootstrapped_to_the_pinned_md5(pipeline_repo: Path) -> None:
-    pinned = lineage.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
-    assert lineage.file_md5(pipeline_repo / "data/customers.csv") == pinned
+    pinned = evidence.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
+    assert evidence.file_md5(pipeline_repo / "data/customers.csv") == pinned
     assert predictflow(pipeline_repo, "data", "ensure").stdout.strip() == (
         "data/customers.csv: present"
     )
@@ -132,8 +132,8 @@ def test_train_run_records_params_curves_model_and_lineage(pipeline_repo: Path) 
     head = git(pipeline_repo, "rev-list", "--max-parents=0", "HEAD").stdout.strip()
     assert tags["git_commit"] == head
     assert tags["git_dirty"] == "false"
-    assert tags["data_md5"] == lineage.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
-    assert tags["model_md5"] == lineage.file_md5(pipeline_repo / "models/model.pkl")
+    assert tags["data_md5"] == evidence.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
+    assert tags["model_md5"] == evidence.file_md5(pipeline_repo / "models/model.pkl")
 
     model_id = run_.outputs.model_outputs[0].model_id
     mlflow.set_tracking_uri(repo_client(pipeline_repo).tracking_uri)
@@ -147,9 +147,9 @@ def test_registered_version_is_the_model_dvc_lock_pins(pipeline_repo: Path, tmp_
 
     client = repo_client(pipeline_repo)
     (version,) = versions(pipeline_repo)
-    locked = lineage.locked_out_md5(lineage.load_lock(pipeline_repo), "models/model.pkl")
+    locked = evidence.locked_out_md5(evidence.load_lock(pipeline_repo), "models/model.pkl")
     assert version.tags["model_md5"] == locked
-    assert version.tags["data_md5"] == lineage.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
+    assert version.tags["data_md5"] == evidence.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
     assert version.tags["git_commit"] and version.tags["git_dirty"] == "false"
     assert int(client.get_model_version_by_alias("churn-predictor", "staging").version) == 1
 
@@ -159,7 +159,7 @@ def test_registered_version_is_the_model_dvc_lock_pins(pipeline_repo: Path, tmp_
             f"models:/churn-predictor/{version.version}", dst_path=str(tmp_path)
         )
     )
-    assert lineage.file_md5(local / "model.pkl") == locked
+    assert evidence.file_md5(local / "model.pkl") == locked
 
     receipt = json.loads((pipeline_repo / "models/registration.json").read_text())
     assert receipt["model_md5"] == locked and receipt["quality_gate"]["passed"] is True
@@ -271,6 +271,6 @@ def test_clone_pulls_data_from_the_default_remote(pipeline_repo: Path) -> None:
     clone = pipeline_repo.parent / "clone"
     git(pipeline_repo.parent, "clone", "-q", str(pipeline_repo), str(clone))
     assert predictflow(clone, "data", "ensure").stdout.strip() == "data/customers.csv: pulled"
-    assert lineage.file_md5(clone / "data/customers.csv") == lineage.pinned_md5(
+    assert evidence.file_md5(clone / "data/customers.csv") == evidence.pinned_md5(
         clone / "data/customers.csv.dvc"
     )

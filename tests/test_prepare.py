@@ -1,5 +1,5 @@
-"""Stage `prepare`: the stratified, leak-free split (`predictflow.data`), and the stage run as DVC
-runs it."""
+"""Stage `prepare`: the stratified, leak-free split (`predictflow.core.data`), and the stage run
+as DVC runs it."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import schema, synth
-from predictflow.data import split
-from predictflow.errors import StageError
-from predictflow.params import PrepareParams
+from predictflow.base.errors import StageError
+from predictflow.core import schema
+from predictflow.core.data import split
+from predictflow.core.params import PrepareParams
+from predictflow.ops import synth
 
 from .conftest import committed_text
 

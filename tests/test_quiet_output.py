@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import provenance
+from predictflow.lineage import provenance
 
 from .conftest import REPO, dvc
 

@@ -181,7 +181,7 @@ def test_activation_points_mlflow_at_the_project_store(tmp_path: Path) -> None:
     assert activated(root, f"deactivate && {show}", MLFLOW_TRACKING_URI=mine).strip() == f"{mine}|"
     assert (root / ".venv/bin/activate").read_text().count("_PREDICTFLOW_STORE=") == 1
 
-    from predictflow import tracking
+    from predictflow.lineage import tracking
 
     assert tracking.default_uri(root.resolve()) == store
 

@@ -1,4 +1,4 @@
-"""Credentials are masked in what the CLI prints (src/predictflow/redact.py)."""
+"""Credentials are masked in what the CLI prints (src/predictflow/base/redact.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from predictflow import redact as r
+from predictflow.base import redact as r
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +69,7 @@ def test_the_cli_masks_its_error_line_and_its_output(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from predictflow import cli
-    from predictflow.errors import UserError
+    from predictflow.base.errors import UserError
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-in-the-env")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import lineage
+from predictflow.lineage import evidence
 
 from .conftest import assert_one_line_error, copy_built_repo, dvc, git, predictflow
 
@@ -34,13 +34,13 @@ def lineage_json(repo: Path, *uri: str) -> dict:
 def test_lineage_answers_both_questions(repo: Path) -> None:
     view = lineage_json(repo)
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
-    lock = lineage.load_lock(repo)
+    lock = evidence.load_lock(repo)
     assert view["version"] == 1
     assert view["aliases"] == ["staging"] and view["stage"] == "Staging"
     assert view["code"] == {"git_commit": head, "git_dirty": False, "sealed_commit": head}
     assert view["data"] == {
         "path": "data/customers.csv",
-        "md5": lineage.pinned_md5(repo / "data/customers.csv.dvc"),
+        "md5": evidence.pinned_md5(repo / "data/customers.csv.dvc"),
     }
     assert view["model_md5"] == lock["train"].outs["models/model.pkl"]
     assert view["params"]["model.max_depth"] == "4"
@@ -277,7 +277,7 @@ def test_reproduce_rebuilds_the_version_byte_for_byte(repo: Path) -> None:
 
 
 def test_reproduce_names_missing_data(repo: Path, tmp_path: Path) -> None:
-    md5 = lineage.pinned_md5(repo / "data/customers.csv.dvc")
+    md5 = evidence.pinned_md5(repo / "data/customers.csv.dvc")
     cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
     moved = tmp_path / "object"
     shutil.move(cached, moved)

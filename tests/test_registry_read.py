@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import provenance, registry_read
-from predictflow.registry_read import ClientReader, RegistryError, RestReader, SqliteReader
+from predictflow.lineage import provenance, registry_read
+from predictflow.lineage.registry_read import ClientReader, RegistryError, RestReader, SqliteReader
 
 from .conftest import (
     BIN,
@@ -154,7 +154,7 @@ def test_sqlite_reader_gives_the_client_facts(store_repo: Path) -> None:
 def test_registry_resolve_parses_and_fails_as_the_reader_does(store_repo: Path) -> None:
     """`registry.resolve` (commands that hold an MlflowClient) takes every ref the way
     `registry_read.resolve` does: the same version, or the same one line."""
-    from predictflow import registry
+    from predictflow.lineage import registry
 
     def found(resolve, source, ref: str | None) -> str:
         try:
@@ -260,7 +260,7 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
 ) -> None:
     from mlflow import MlflowClient
 
-    from predictflow import access
+    from predictflow.lineage import access
 
     workdir = tmp_path_factory.mktemp("read-server")
     with migrated_server(store_repo, workdir, monkeypatch) as (server, _):
@@ -307,15 +307,15 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
     ],
 )
 def test_every_model_uri_form_the_readme_promises_parses(ref, expected) -> None:
-    from predictflow.refs import parse_ref
+    from predictflow.base.refs import parse_ref
 
     assert parse_ref(ref, "churn-predictor") == expected
 
 
 @pytest.mark.parametrize("ref", ["models:/", "models:/churn-predictor", "models:/m-123"])
 def test_a_model_uri_without_a_version_names_the_forms(ref) -> None:
-    from predictflow.errors import RegistryError
-    from predictflow.refs import parse_ref
+    from predictflow.base.errors import RegistryError
+    from predictflow.base.refs import parse_ref
 
     with pytest.raises(RegistryError, match="models:/NAME/latest or models:/m-<id>"):
         parse_ref(ref, "churn-predictor")

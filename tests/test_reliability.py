@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage
+from predictflow.lineage import evidence
 
 from .conftest import (
     BIN,
@@ -263,7 +263,7 @@ def test_sigkill_in_train_leaves_nothing_half_done(clean, point) -> None:
     dvc(repo, "repro")  # the next run reaps the orphan and completes
     assert repo_client(repo).get_run(stuck[0].info.run_id).info.status == "KILLED"
     assert "up to date" in dvc(repo, "status").stdout
-    model_md5 = lineage.file_md5(repo / "models/model.pkl")
+    model_md5 = evidence.file_md5(repo / "models/model.pkl")
     assert len(repo_client(repo).search_model_versions(f"tags.model_md5 = '{model_md5}'")) == 1
 
 

@@ -27,7 +27,8 @@ import matplotlib.image
 import pytest
 from mlflow import MlflowClient
 
-from predictflow import lineage, report
+from predictflow.lineage import evidence
+from predictflow.ops import report
 
 from .conftest import (
     BIN,
@@ -254,8 +255,8 @@ def embedded_pngs(page: str) -> list[bytes]:
 def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, rendered) -> None:
     out, facts = rendered
     page = out.read_text(encoding="utf-8")
-    lock = lineage.load_lock(pipeline_repo)
-    data_md5 = lineage.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
+    lock = evidence.load_lock(pipeline_repo)
+    data_md5 = evidence.pinned_md5(pipeline_repo / "data/customers.csv.dvc")
     model_md5 = lock["train"].outs["models/model.pkl"]
     head = git(pipeline_repo, "rev-parse", "HEAD").stdout.strip()
 
@@ -315,7 +316,7 @@ def test_report_shows_a_real_drift_run_of_the_version(built_repo: Path, tmp_path
     assert '<span class="badge drift">drift</span>' in section
     assert f"<td>version {drift['version']}</td>" in section
     assert f"<td>{', '.join(drift['drifted'])}</td>" in section
-    assert lineage.file_md5(batch) in section and drift["run_id"] in section
+    assert evidence.file_md5(batch) in section and drift["run_id"] in section
 
 
 def test_report_needs_no_network_to_view(rendered) -> None:

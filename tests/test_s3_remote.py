@@ -2,7 +2,7 @@
 
 Round trip on a copy of the project: endpoint and keys go to `.dvc/config.local` only, `dvc push`,
 wipe the cache and the data, `dvc pull`, the md5 is the pin, `dvc status -c` is clean. Then what
-users hit, through `predictflow.remote_check.check_remote` (what `predictflow doctor` reports):
+users hit, through `predictflow.ops.remote_check.check_remote` (what `predictflow doctor` reports):
 rejected keys and missing permissions (403, with moto's IAM checks switched on), a missing
 bucket, an endpoint nobody listens on, no credentials at all.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage
-from predictflow.remote_check import RemoteCheck, check_remote
+from predictflow.lineage import evidence
+from predictflow.ops.remote_check import RemoteCheck, check_remote
 
 from .conftest import copy_project, dvc, git, predictflow
 from .s3server import KEY, SECRET, S3Server, free_port, moto_server
@@ -64,7 +64,7 @@ def test_push_wipe_pull_round_trip_through_s3remote(repo: Path, s3: S3Server) ->
     assert s3.endpoint in local and "secret_access_key" in local
     assert git(repo, "status", "--porcelain").stdout == ""  # config.local is git-ignored
 
-    pinned = lineage.pinned_md5(repo / f"{DATA}.dvc")
+    pinned = evidence.pinned_md5(repo / f"{DATA}.dvc")
     pushed = dvc(repo, "push", "-r", "s3remote", f"{DATA}.dvc")
     assert "1 file pushed" in pushed.stdout
     assert s3.keys(BUCKET) == [f"files/md5/{pinned[:2]}/{pinned[2:]}"]
@@ -73,7 +73,7 @@ def test_push_wipe_pull_round_trip_through_s3remote(repo: Path, s3: S3Server) ->
     (repo / DATA).unlink()
     pulled = dvc(repo, "pull", "-r", "s3remote", f"{DATA}.dvc")
     assert "1 file" in pulled.stdout
-    assert lineage.file_md5(repo / DATA) == pinned
+    assert evidence.file_md5(repo / DATA) == pinned
 
     status = dvc(repo, "status", "-c", "-r", "s3remote", "--json", f"{DATA}.dvc")
     assert status.stdout.strip() == "{}"

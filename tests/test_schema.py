@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import schema, synth
-from predictflow.schema import CleanReport, DataContractError, clean, read_raw
+from predictflow.core import schema
+from predictflow.core.schema import CleanReport, DataContractError, clean, read_raw
+from predictflow.ops import synth
 
 HEADER = ",".join(schema.RAW_COLUMNS)
 COL = {name: i for i, name in enumerate(schema.RAW_COLUMNS)}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictflow.schema import (
+from predictflow.core.schema import (
     FEATURES,
     ID,
     TARGET,
@@ -20,8 +20,8 @@ from predictflow.schema import (
     clean,
     read_raw,
 )
-from predictflow.scoring import score_csv, score_text, write_scores
-from predictflow.synth import write_csv
+from predictflow.core.scoring import score_csv, score_text, write_scores
+from predictflow.ops.synth import write_csv
 
 # Ids a client's file can hold: a separator, quotes, a line break inside quotes, padding inside,
 # non-ASCII, and one that looks like a number.

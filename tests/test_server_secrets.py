@@ -273,7 +273,7 @@ def _monitoring(team: Team) -> tuple[list[str], dict[str, str]]:
 
 
 def test_evaluate_batch_refused_records_nothing_and_json_is_pure(team: Team) -> None:
-    from predictflow import access
+    from predictflow.lineage import access
 
     batch = team.repo / "batch200.csv"
     lines = (team.repo / "data" / "customers.csv").read_text().splitlines(keepends=True)

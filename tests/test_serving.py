@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictflow.schema import FEATURES
+from predictflow.core.schema import FEATURES
 
 from .conftest import (
     BIN,

@@ -12,8 +12,9 @@ import pytest
 from scipy import stats
 from sklearn import metrics
 
-from predictflow import lineage, synth
-from predictflow.monitoring import Agreement
+from predictflow.lineage import evidence
+from predictflow.monitoring.shadow import Agreement
+from predictflow.ops import synth
 from tests.conftest import (
     Result,
     assert_one_line_error,
@@ -144,7 +145,7 @@ def test_shadow_scores_both_models_and_logs_agreement(
     run = repo_client(repo).get_run(facts["run_id"])
     assert run.data.tags["champion_version"] == "1"
     assert run.data.tags["shadow_version"] == "2"
-    assert run.data.tags["batch_md5"] == lineage.file_md5(batches["unlabelled"])
+    assert run.data.tags["batch_md5"] == evidence.file_md5(batches["unlabelled"])
     assert run.data.metrics["flip_share"] == pytest.approx(flips)
     assert run.data.metrics["pearson"] == pytest.approx(pearson.statistic)
 
@@ -158,8 +159,9 @@ def test_scikit_learn_versions_score_through_predict_proba_with_pyfuncs_bytes(
     gives."""
     import mlflow
 
-    from predictflow import artifacts, scoring
-    from predictflow.monitoring import Agreement
+    from predictflow.core import scoring
+    from predictflow.lineage import artifacts
+    from predictflow.monitoring.shadow import Agreement
 
     uri = f"sqlite:///{repo / 'mlflow_data' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -195,7 +197,7 @@ def test_other_flavours_keep_pyfunc(tmp_path: Path) -> None:
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    from predictflow import artifacts
+    from predictflow.lineage import artifacts
 
     class Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context: object, model_input: pd.DataFrame) -> np.ndarray:
@@ -404,8 +406,8 @@ def test_evaluate_batch_errors_record_nothing(
 
 
 def test_parse_labels_takes_0_1_yes_no_and_names_a_bad_one() -> None:
-    from predictflow.errors import UserError
-    from predictflow.monitoring import parse_labels
+    from predictflow.base.errors import UserError
+    from predictflow.monitoring.realized import parse_labels
 
     assert parse_labels(pd.Series(["Yes", " no", "1", "0", "YES"]), "l.csv").tolist() == [
         1,
@@ -426,7 +428,7 @@ def test_evaluate_batch_of_a_champion_only_file(
         repo, "predict", "--model", CHAMPION, "--input", batches["labelled"], "--output", scored
     )
     facts = json.loads(predictflow(repo, "evaluate-batch", "--input", scored, "--json").stdout)
-    assert facts["cohort"] == lineage.file_md5(scored)[:12]
+    assert facts["cohort"] == evidence.file_md5(scored)[:12]
     assert list(facts["metrics"]) == ["champion"] and facts["versions"] == {"champion": "1"}
     rows = pd.read_csv(scored)
     expected = sklearn_metrics(

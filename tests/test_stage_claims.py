@@ -1,7 +1,7 @@
 """What `dvc.yaml` claims about its stages, held against the code (no pipeline run needed).
 
-1. Every path has one home: `dvc.yaml`'s `vars: paths:`, mirrored by `predictflow.paths`; no other
-   module or stage script spells a pipeline path.
+1. Every path has one home: `dvc.yaml`'s `vars: paths:`, mirrored by `predictflow.core.paths`; no
+   other module or stage script spells a pipeline path.
 2. Every path a stage reads or writes is on its command line and declared: its cmd's paths are its
    deps and outs, and its deps name its script and every predictflow module the script imports
    (directly or through another module), as the header of `dvc.yaml` says.
@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage, paths
+from predictflow.core import paths
+from predictflow.lineage import evidence
 
 from .conftest import REPO
 
 PACKAGE = REPO / "src" / "predictflow"
 # Imported by every stage but unable to change an out (the header of dvc.yaml says why), so their
 # own imports (access, tracking: the 401/403 guard) are not followed either.
-WRAPPERS = {"stage", "paths", "errors", "faults"}
+WRAPPERS = {"lineage/stage", "core/paths", "base/errors", "base/faults"}
 
-PIPELINE = lineage.read_pipeline(REPO)
+PIPELINE = evidence.read_pipeline(REPO)
 STAGES = PIPELINE["stages"]
 
 
@@ -33,17 +34,22 @@ def _declared(entries: list[object] | None) -> set[str]:
     return {next(iter(e)) if isinstance(e, dict) else str(e) for e in entries or []}
 
 
+def _module_file(dotted: str) -> str | None:
+    """`predictflow.core.io` -> "core/io" when that is a module file (not a package)."""
+    relative = dotted.split(".", 1)[1].replace(".", "/") if "." in dotted else ""
+    return relative if relative and (PACKAGE / f"{relative}.py").is_file() else None
+
+
 def _predictflow_imports(source: Path) -> set[str]:
-    """Modules of the package a file imports, at module level or inside functions."""
+    """Module files of the package a file imports, at module level or inside functions."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module == "predictflow":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("predictflow."):
-            found.add(node.module.split(".")[1])  # type: ignore[union-attr]
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("predictflow"):
+            module = node.module or ""
+            found |= {f"{module}.{alias.name}" for alias in node.names} | {module}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("predictflow.")}
-    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+            found |= {a.name for a in node.names if a.name.startswith("predictflow.")}
+    return {name for name in map(_module_file, found) if name}
 
 
 def _closure(script: Path) -> set[str]:
@@ -69,7 +75,7 @@ def _cmd_paths(cmd: str) -> tuple[str, list[str]]:
 
 
 def test_dvc_yaml_vars_and_the_paths_module_name_the_same_paths() -> None:
-    raw = lineage.read_yaml((REPO / lineage.PIPELINE_FILE).read_text(encoding="utf-8"))
+    raw = evidence.read_yaml((REPO / evidence.PIPELINE_FILE).read_text(encoding="utf-8"))
     (inline,) = [v for v in raw["vars"] if "paths" in v]
     assert dict(inline["paths"]) == {k: p.as_posix() for k, p in paths.DVC_VARS.items()}
 
@@ -77,7 +83,7 @@ def test_dvc_yaml_vars_and_the_paths_module_name_the_same_paths() -> None:
 def test_no_module_or_stage_script_spells_a_pipeline_path() -> None:
     spelled = {p.as_posix() for p in paths.DVC_VARS.values()} | {paths.RAW_DATA_PIN.as_posix()}
     offenders = []
-    for source in [*PACKAGE.glob("*.py"), *(REPO / "stages").glob("*.py")]:
+    for source in [*PACKAGE.rglob("*.py"), *(REPO / "stages").glob("*.py")]:
         if source.name == "paths.py":
             continue
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
@@ -130,15 +136,15 @@ def test_stage_deps_name_every_module_the_script_imports(name: str) -> None:
 
 
 def test_the_data_md5_train_tags_is_the_one_dvc_lock_records_and_the_pin_agrees() -> None:
-    locked = lineage.locked_data_md5(REPO, paths.RAW_DATA)
-    assert locked == lineage.load_lock(REPO)["prepare"].deps[paths.RAW_DATA.as_posix()]
-    assert locked == lineage.pinned_md5(REPO / paths.RAW_DATA_PIN)
+    locked = evidence.locked_data_md5(REPO, paths.RAW_DATA)
+    assert locked == evidence.load_lock(REPO)["prepare"].deps[paths.RAW_DATA.as_posix()]
+    assert locked == evidence.pinned_md5(REPO / paths.RAW_DATA_PIN)
 
 
 def test_a_lock_without_the_raw_data_is_refused_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / lineage.LOCK_FILE).write_text("schema: '2.0'\nstages: {}\n", encoding="utf-8")
-    with pytest.raises(lineage.LineageError) as info:
-        lineage.locked_data_md5(tmp_path, paths.RAW_DATA)
+    (tmp_path / evidence.LOCK_FILE).write_text("schema: '2.0'\nstages: {}\n", encoding="utf-8")
+    with pytest.raises(evidence.LineageError) as info:
+        evidence.locked_data_md5(tmp_path, paths.RAW_DATA)
     assert str(info.value) == (
         f"{tmp_path / 'dvc.lock'}: no stage records data/customers.csv as a dep; "
         "run `dvc repro` first"

@@ -16,7 +16,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from predictflow import schema, synth
+from predictflow.core import schema
+from predictflow.ops import synth
 
 # md5 of `write_csv(path)` with the defaults. data/customers.csv.dvc pins these same bytes: a
 # generator change that alters them breaks `dvc pull`/`dvc status` for every fresh clone.

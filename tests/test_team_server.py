@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from predictflow import lineage
+from predictflow.lineage import evidence
 
 from .conftest import (
     BIN,
@@ -120,7 +120,7 @@ def test_pipeline_logs_and_registers_on_the_team_server(
 
     import pandas as pd
 
-    from predictflow.schema import FEATURES
+    from predictflow.core.schema import FEATURES
 
     s3_env = {
         "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
@@ -145,12 +145,12 @@ def test_pipeline_logs_and_registers_on_the_team_server(
         experiment = store.get_experiment_by_name("churn-prediction")
         (train_run,) = store.search_runs([experiment.experiment_id])
         assert train_run.info.status == "FINISHED"
-        model_md5 = lineage.file_md5(repo / "models" / "model.pkl")
+        model_md5 = evidence.file_md5(repo / "models" / "model.pkl")
         assert train_run.data.tags["model_md5"] == model_md5
 
         version = store.get_model_version(MODEL, "1")
         head = git(repo, "rev-parse", "HEAD").stdout.strip()
-        assert version.tags["data_md5"] == lineage.pinned_md5(repo / "data/customers.csv.dvc")
+        assert version.tags["data_md5"] == evidence.pinned_md5(repo / "data/customers.csv.dvc")
         assert version.tags["model_md5"] == model_md5
         assert version.tags["git_commit"] == head
         assert version.run_id == train_run.info.run_id
@@ -303,7 +303,7 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
 ) -> None:
     """Runs a migration that dies half-way through a run, then again: the half-copied run is
     replaced, nothing is duplicated. Any tracking URI is a target: a SQLite file here."""
-    from predictflow import migrate
+    from predictflow.ops import migrate
 
     monkeypatch.chdir(tmp_path)  # a SQLite target keeps its artifacts in ./mlruns
     source_uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
@@ -414,7 +414,7 @@ def test_an_experimenter_runs_the_pipeline_as_before(team: Team) -> None:
         version = store.get_model_version(MODEL, "1")
         staging = store.get_model_version_by_alias(MODEL, "staging")
     assert train_run.info.status == "FINISHED"
-    assert version.tags["model_md5"] == lineage.file_md5(team.repo / "models" / "model.pkl")
+    assert version.tags["model_md5"] == evidence.file_md5(team.repo / "models" / "model.pkl")
     assert version.run_id == train_run.info.run_id
     assert str(staging.version) == "1"
     whoami = json.loads(team.predictflow("ed", "access", "whoami", "--json").stdout)
@@ -483,7 +483,7 @@ def test_a_refused_command_is_one_line_and_changes_nothing(
 
 
 def whoami_role(team: Team, admin_user: str, user: str) -> str:
-    from predictflow import access
+    from predictflow.lineage import access
 
     with logged_in(admin_user):
         return access.role_of(team.server.uri, user)
@@ -677,7 +677,7 @@ def test_an_experimenter_cannot_fake_a_release_or_swap_production(
                 str(Path(tmp) / "model.pkl")
             )
             store.set_model_version_tag(
-                MODEL, version, "model_md5", lineage.file_md5(Path(tmp) / "model.pkl")
+                MODEL, version, "model_md5", evidence.file_md5(Path(tmp) / "model.pkl")
             )
     assert _release_finding(team, "ed")["status"] == "ok"
 
@@ -689,8 +689,8 @@ def test_two_promotions_at_once_one_wins_and_the_trail_agrees(team: Team, candid
     trail always names the version staging holds (twice: a race is not decided once)."""
     import subprocess
 
-    from predictflow import registry
-    from predictflow.tracking import MODEL_NAME
+    from predictflow.lineage import registry
+    from predictflow.lineage.tracking import MODEL_NAME
 
     with logged_in("admin"):
         store = client(team.server.uri)
@@ -811,7 +811,7 @@ def test_the_opt_out_serves_loopback_only(tmp_path: Path) -> None:
     ],
 )
 def test_doctor_flags_credentials_over_plain_http(uri: str, env: dict, status: str) -> None:
-    from predictflow.doctor import check_credentials_transport
+    from predictflow.ops.doctor import check_credentials_transport
 
     finding = check_credentials_transport(uri, env)
     assert finding.status == status

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow import tracking
-from predictflow.errors import machine_cause
-from predictflow.schema import DataContractError, parse_target
+from predictflow.base.errors import machine_cause
+from predictflow.core.schema import DataContractError, parse_target
+from predictflow.lineage import tracking
 
 from .conftest import (
     BIN,
@@ -243,7 +243,7 @@ def in_process(repo: Path, monkeypatch, capsys, *argv: str) -> tuple[int, str]:
 def test_drift_on_a_store_that_fills_up_says_it_measured_but_did_not_record(
     repo: Path, monkeypatch, capsys
 ) -> None:
-    from predictflow import drift
+    from predictflow.monitoring import drift
 
     store = repo / "mlflow_data"
     real = drift.log_run
@@ -275,7 +275,7 @@ def version_two(repo: Path) -> str:
 def test_promote_on_a_store_that_fills_up_says_whether_the_alias_moved(
     repo: Path, version_two: str, monkeypatch, capsys, when: str, said: str, holder: str
 ) -> None:
-    from predictflow import registry
+    from predictflow.lineage import registry
 
     store = repo / "mlflow_data"
     target = "move_alias" if when == "before the move" else "mirror_stage"

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from predictflow import evaluation as ev
-from predictflow import modelcard
-from predictflow.promotion import Challenge, champion_gate
-from predictflow.tracking import METRIC_KEYS
+from predictflow.core import evaluation as ev
+from predictflow.lineage import modelcard
+from predictflow.lineage.promotion import Challenge, champion_gate
+from predictflow.lineage.tracking import METRIC_KEYS
 
 
 def toy(rows: int = 600, seed: int = 0, ties: bool = False) -> tuple[np.ndarray, np.ndarray]:

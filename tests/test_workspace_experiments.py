@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from predictflow import exp_claim
+from predictflow.lineage import exp_claim
 
 from .conftest import (
     Result,
@@ -30,7 +30,7 @@ from .conftest import (
 )
 
 CLAIM = (
-    "from pathlib import Path; from predictflow import stage; "
+    "from pathlib import Path; from predictflow.lineage import stage; "
     "stage.run('prepare', lambda: print('ran'), uses_store=False)"
 )
 

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from predictflow import errors, paths  # errors, paths: constants and small helpers only
-from predictflow.errors import MACHINE_ERRORS, UserError
-from predictflow.redact import mask_logs, redact
+from predictflow.base import errors  # errors, paths: constants and small helpers only
+from predictflow.base.errors import MACHINE_ERRORS, UserError
+from predictflow.base.redact import mask_logs, redact
+from predictflow.core import paths
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -83,15 +84,15 @@ def emit(facts: dict[str, Any], as_json: bool, text: str) -> None:
 
 
 def registry_client() -> MlflowClient:
-    from predictflow import registry
+    from predictflow.lineage import registry
 
     return registry.open_client()
 
 
 def workspace() -> Path:
-    from predictflow import lineage
+    from predictflow.lineage import evidence
 
-    return lineage.workspace_root()
+    return evidence.workspace_root()
 
 
 # --- the command group -------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def cli(verbose: bool) -> None:
     Every command exits 0 on success, 1 with one `predictflow: error:` line on a mistake,
     2 on a usage error; `drift` exits 3 when it finds drift.
     """
-    from predictflow.stage import configure_logging
+    from predictflow.lineage.stage import configure_logging
 
     # MLflow's per-download progress bars and its "View run ... at" lines on stdout would
     # interleave with the command's own output (and break `--json`).
@@ -133,7 +134,7 @@ def data() -> None:
 @json_option
 def data_synth(rows: int, seed: int, out: Path, force: bool, as_json: bool) -> None:
     """Write a synthetic data set in the raw layout (byte-identical per arguments)."""
-    from predictflow import rawdata
+    from predictflow.ops import rawdata
 
     facts = rawdata.write_synthetic(out, rows, seed, force)
     emit(facts, as_json, f"wrote {rows} rows to {out} (md5 {facts['md5']})")
@@ -147,7 +148,7 @@ def data_ensure(path: Path, as_json: bool) -> None:
 
     A file that differs from the pin is never replaced.
     """
-    from predictflow import rawdata
+    from predictflow.ops import rawdata
 
     how = rawdata.ensure(workspace(), path)
     emit({"path": str(path), "source": how}, as_json, f"{path}: {how}")
@@ -167,8 +168,8 @@ def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
     Rows are matched by customerID; shifts use drift's statistics and thresholds (params.yaml
     drift), B against A. Exit 0: a diff is information, not a verdict.
     """
-    from predictflow import datadiff
-    from predictflow.params import load_params
+    from predictflow.core.params import load_params
+    from predictflow.monitoring import datadiff
 
     root = workspace()
     params = load_params(root / "params.yaml")
@@ -217,13 +218,14 @@ def predict(
     churn_probability, churn_predicted. Beside it, OUTPUT.json records which versions scored
     it and with which threshold (what `evaluate-batch` reads when the labels arrive).
     """
-    from predictflow import monitoring
+    from predictflow.monitoring.record import check_outputs
+    from predictflow.monitoring.shadow import predict_file
 
     # Refused before the model loads (seconds): values no user means, an output over the input.
     if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
         raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
-    monitoring.check_outputs(output, input_, force)  # the scores and the record beside them
-    facts, notes, text = monitoring.predict_file(
+    check_outputs(output, input_, force)  # the scores and the record beside them
+    facts, notes, text = predict_file(
         registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
     )
     for note in notes:
@@ -260,7 +262,7 @@ def evaluate_batch(
     cohort, and records them as a churn-monitoring run per version and a version tag
     realized.<cohort>. --history lists every recorded cohort.
     """
-    from predictflow import monitoring
+    from predictflow.monitoring import realized
 
     if history:
         given = [
@@ -277,13 +279,13 @@ def evaluate_batch(
             raise click.UsageError(
                 f"--history lists every recorded cohort: drop {', '.join(given)}"
             )
-        rows = monitoring.history(registry_client())
-        emit({"history": rows}, as_json, monitoring.render_history(rows))
+        rows = realized.history(registry_client())
+        emit({"history": rows}, as_json, realized.render_history(rows))
         return
     if input_ is None:
         raise click.UsageError("--input is required (or --history to list what was recorded)")
-    facts = monitoring.evaluate_batch(registry_client(), input_, labels, on, record, cohort)
-    emit(facts, as_json, monitoring.render_realized(facts))
+    facts = realized.evaluate_batch(registry_client(), input_, labels, on, record, cohort)
+    emit(facts, as_json, realized.render_realized(facts))
 
 
 @cli.command()
@@ -301,7 +303,7 @@ def drift(input_: Path, model: str, chunk_rows: int, as_json: bool) -> None:
     params.yaml. Logged as a run in the churn-monitoring experiment. Exit 0 no drift, 3 drift,
     1 error.
     """
-    from predictflow import drift as drift_
+    from predictflow.monitoring import drift as drift_
 
     facts = drift_.check(registry_client(), workspace(), model, input_, chunk_rows)
     emit(facts, as_json, drift_.render(facts))
@@ -327,7 +329,7 @@ def promote(version: str, target: str, reason: str, allow_dirty: bool, as_json: 
     beyond promote.margin: the low end of a paired-bootstrap interval at promote.confidence must
     reach -margin.
     """
-    from predictflow import promotion
+    from predictflow.lineage import promotion
 
     outcome = promotion.promote_ref(
         registry_client(), workspace(), version, target, reason, allow_dirty
@@ -345,8 +347,8 @@ def lineage(model_uri: str | None, as_json: bool) -> None:
     MODEL_URI: models:/churn-predictor@production, models:/churn-predictor/3 or 3
     (default: the newest registered version).
     """
-    from predictflow import provenance, registry_read
-    from predictflow.tracking import MODEL_NAME
+    from predictflow.lineage import provenance, registry_read
+    from predictflow.lineage.tracking import MODEL_NAME
 
     reader = registry_read.open_reader()  # no MLflow import unless the store needs it
     version = registry_read.resolve(reader, model_uri, MODEL_NAME)
@@ -366,7 +368,7 @@ def reproduce(model_uri: str | None, keep: bool, as_json: bool) -> None:
     compare every stage's outputs with the recorded hashes. Exit 0 only on a full match. Your
     workspace and registry are not touched.
     """
-    from predictflow import reproduce as reproduce_
+    from predictflow.ops import reproduce as reproduce_
 
     facts = reproduce_.check_version(registry_client(), model_uri, workspace(), keep)
     emit(facts, as_json, reproduce_.render_check(facts))
@@ -396,8 +398,8 @@ def report(output: Path, version: str | None, as_json: bool) -> None:
     md5, git commit), the DVC stage graph with the out hashes and the evaluation plots of one
     version. Views offline: no scripts, fonts or images by URL.
     """
-    from predictflow import io
-    from predictflow import report as report_
+    from predictflow.core import io
+    from predictflow.ops import report as report_
 
     io.check_output(output)
     io.check_untracked({output: "the report"}, "give another --output")
@@ -434,7 +436,7 @@ def tune(
     `dvc exp show` has them) and the `dvc exp apply` command for the best. The runs are grouped
     under one parent run in MLflow.
     """
-    from predictflow import tune as tune_
+    from predictflow.ops import tune as tune_
 
     facts, text = tune_.sweep(workspace(), spec, name, jobs, timeout)
     emit(facts, as_json, text)
@@ -462,8 +464,8 @@ def doctor(fix: bool, remote: str | None, as_json: bool) -> None:
     state, DVC remote access (403 / missing bucket), credentials in git. Exit 1 when a problem
     remains.
     """
-    from predictflow import doctor as doctor_
-    from predictflow import tracking
+    from predictflow.lineage import tracking
+    from predictflow.ops import doctor as doctor_
 
     findings = doctor_.run_checks(workspace(), tracking.store_root(), fix=fix, remote=remote)
     emit({"findings": [f.as_dict() for f in findings]}, as_json, doctor_.render(findings))
@@ -494,7 +496,8 @@ def store_migrate(target: str, source: str | None, as_json: bool) -> None:
     the project's SQLite store to a tracking server. Copied runs carry the tag
     predictflow.migrated_from: running it again copies only what is new.
     """
-    from predictflow import migrate, tracking
+    from predictflow.lineage import tracking
+    from predictflow.ops import migrate
 
     summary = migrate.migrate(source or tracking.default_uri(tracking.store_root()), target)
     emit(summary.as_dict(), as_json, summary.render())
@@ -518,7 +521,7 @@ role_option = click.option("--role", required=True, type=click.Choice(ROLES))
 @json_option
 def access_whoami(as_json: bool) -> None:
     """The login the server accepts from your credentials, and its role."""
-    from predictflow import access as access_
+    from predictflow.lineage import access as access_
 
     facts = access_.whoami(*access_.team_server())
     emit(facts, as_json, f"{facts['user']} on {facts['server']}: {facts['role']}")
@@ -537,7 +540,7 @@ def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> Non
     """Create USER (a login name) with a role."""
     import getpass
 
-    from predictflow import access as access_
+    from predictflow.lineage import access as access_
 
     access_.check_user_name(user)  # before the prompt: a blank name is never created
     uri, _ = access_.team_server()
@@ -556,7 +559,7 @@ def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> Non
 @json_option
 def access_grant(user: str, role: str, as_json: bool) -> None:
     """Give an existing USER a role (replaces the one they had)."""
-    from predictflow import access as access_
+    from predictflow.lineage import access as access_
 
     uri, _ = access_.team_server()
     facts = access_.grant(uri, user, role)
@@ -584,7 +587,7 @@ def _refusal(err: Exception) -> UserError | None:
     exceptions = sys.modules.get("mlflow.exceptions")
     if exceptions is None or not isinstance(err, exceptions.MlflowException):
         return None
-    from predictflow import access, tracking
+    from predictflow.lineage import access, tracking
 
     return access.refusal(err, tracking.tracking_uri(tracking.store_root()))
 
