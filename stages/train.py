@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from predictflow.base.errors import machine_cause
 from predictflow.core import paths
-from predictflow.core.estimator import assemble, build_classifier, fit_classifier_from_files
+from predictflow.core.estimator import build_classifier, fit_classifier_from_files
 from predictflow.core.io import atomic_path
 from predictflow.core.params import Params, load_params
 from predictflow.lineage import evidence, stage, tracking, training
+from predictflow.model import assemble
 
 if TYPE_CHECKING:
     import pandas as pd

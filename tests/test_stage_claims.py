@@ -129,6 +129,10 @@ def test_stage_deps_name_every_module_the_script_imports(name: str) -> None:
     code_deps = {d for d in declared if d.endswith(".py")}
     assert all((REPO / d).is_file() for d in declared - code_deps)  # templates the code renders
     expected = {f"src/predictflow/{module}.py" for module in _closure(REPO / script)}
+    if paths.MODEL.as_posix() in _declared(spec.get("deps")):
+        # unpickling the model imports its first step's code (predictflow.model) and runs it
+        expected |= {f"src/predictflow/{module}.py" for module in _closure(PACKAGE / "model.py")}
+        expected.add("src/predictflow/model.py")
     assert code_deps == expected
 
 

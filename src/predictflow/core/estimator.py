@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -23,35 +23,12 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from predictflow.core.io import read_batches
 from predictflow.core.params import FeaturizeParams, ModelParams
-from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET, clean_features
+from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
 
 # Rows per batch where a split is streamed (featurize's transform, train's XGBoost input): memory
 # then grows with the columns, not the rows. 2^16 rows: 24 MB of features, and the transform's
 # text-to-object conversions stay small (2^18 rows peaked 0.5 GB higher at 1M rows).
 BATCH_ROWS = 65_536
-
-
-class ContractCleaner(TransformerMixin, BaseEstimator):
-    """The data contract's lenient cleaning as the served pipeline's first step.
-
-    Without it the registry would serve a model that needs code outside it (training/serving
-    skew): blank `TotalCharges`, numbers as text and stray spaces would fail or score wrong.
-    Stateless, so the pickle stays byte-identical for the same data and params.
-    """
-
-    def fit(self, rows: pd.DataFrame, y: object = None) -> ContractCleaner:
-        return self
-
-    def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return clean_features(rows)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
-
-
-# Pickles name a class by its module: every registered version names `predictflow.model`, which
-# re-exports this class (predictflow/model.py), so old versions load and new pickles are unchanged.
-ContractCleaner.__module__ = "predictflow.model"
 
 
 def build_featurizer(params: FeaturizeParams) -> ColumnTransformer:
@@ -275,13 +252,6 @@ def _quantile_dmatrix_from_iterators(classifier: object) -> Iterator[None]:
         yield
     finally:
         del classifier._create_dmatrix  # type: ignore[attr-defined]
-
-
-def assemble(featurizer: ColumnTransformer, classifier: object) -> Pipeline:
-    """The served model: contract cleaning, fitted featurizer, fitted classifier."""
-    return Pipeline(
-        [("clean", ContractCleaner()), ("features", featurizer), ("classifier", classifier)]
-    )
 
 
 def feature_importance(model: Pipeline) -> pd.DataFrame:

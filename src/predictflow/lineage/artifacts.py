@@ -251,7 +251,7 @@ def scorer(model: PyFuncModel) -> Model:
     function = model.metadata.flavors.get("python_function", {})
     if model.loader_module != "mlflow.sklearn" or function.get("predict_fn") != "predict_proba":
         return model
-    from predictflow.core.estimator import ContractCleaner
+    from predictflow.model import ContractCleaner
 
     estimator = model.get_raw_model()
     steps = getattr(estimator, "steps", None)
