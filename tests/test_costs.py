@@ -89,13 +89,13 @@ def test_sweep_workers_wait_passively_unless_the_user_chose(
 
 def test_yaml_is_parsed_by_ruamels_c_parser_with_the_same_values() -> None:
     """DVC reads dvc.yaml, dvc.lock and params.yaml with `YAML(typ="safe")` (as
-    `params.read_yaml` does) dozens of times per `dvc exp run`: 60 parses, over a third of DVC's
+    `dvc_yaml.read_yaml` does) dozens of times per `dvc exp run`: 60 parses, over a third of DVC's
     own time in pure Python. ruamel.yaml 0.19 no longer installs its C parser itself, so the
     project does; a re-lock that drops it fails here. The values stay DVC's YAML 1.2 ones."""
     from ruamel.yaml import YAML
     from ruamel.yaml.main import CParser
 
-    from predictflow.core.params import read_yaml
+    from predictflow.base.dvc_yaml import read_yaml
 
     assert CParser is not None
     assert YAML(typ="safe").Parser is CParser

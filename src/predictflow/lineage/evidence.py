@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from predictflow.base.dvc_yaml import read_yaml, yaml_problem
 from predictflow.base.errors import UserError
-from predictflow.core.params import read_yaml, yaml_problem
 
 LOCK_FILE = "dvc.lock"
 PIPELINE_FILE = "dvc.yaml"

@@ -19,8 +19,7 @@ import pandas as pd
 from predictflow.base.errors import StageError
 from predictflow.core.schema import ID, TARGET, parse_target
 from predictflow.lineage import evidence, tracking
-from predictflow.monitoring.record import read_record, record_path
-from predictflow.monitoring.shadow import log_run
+from predictflow.monitoring.record import log_run, read_record, record_path
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -11,6 +11,7 @@ labelled file was renamed).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -256,3 +257,16 @@ def write_record(output: Path, record: dict[str, Any]) -> Path:
     path = record_path(output)
     io.write_json(path, record)
     return path
+
+
+def log_run(
+    client: MlflowClient, run_id: str, metrics: dict[str, float | None], facts: dict
+) -> None:
+    """Finish a monitoring run: its metrics, the facts behind them as `facts.json`."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+    client.log_batch(run_id, metrics=values)
+    client.log_dict(run_id, facts, "facts.json")
+    client.set_terminated(run_id)

@@ -10,7 +10,6 @@ The versions, threshold and agreement go into the scoring record (`record`) and 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from predictflow.lineage import evidence, tracking
 from predictflow.monitoring.record import (
     ModelRef,
     check_distinct,
+    log_run,
     resolve_model,
     scoring_record,
     write_record,
@@ -123,18 +123,6 @@ def render_agreement(record: dict[str, Any]) -> str:
         f"{a['flips']} of {a['rows']} ({a['flip_share']:.2%}: {a['flips_to_churn']} to churn, "
         f"{a['flips_to_stay']} to stay)"
     )
-
-
-def log_run(
-    client: MlflowClient, run_id: str, metrics: dict[str, float | None], facts: dict
-) -> None:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-    client.log_batch(run_id, metrics=values)
-    client.log_dict(run_id, facts, "facts.json")
-    client.set_terminated(run_id)
 
 
 def log_shadow_run(root: Path, record: dict[str, Any]) -> str:
