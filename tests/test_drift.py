@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from predictflow.lineage import evidence
-from predictflow.monitoring.drift import Reservoir, psi
+from predictflow.monitoring.shift import Reservoir, psi
 from predictflow.ops import synth
 from tests.conftest import assert_one_line_error, dvc, predictflow
 

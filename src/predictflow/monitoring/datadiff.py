@@ -4,7 +4,7 @@
 columns came or went, and how each column's distribution moved. A version is named by a git
 revision (the `.dvc` pin at that commit), a DVC md5, or a registered model version (the data its
 lineage records). Both files are read from the DVC cache or the default remote by md5, through
-`drift.pinned_data`: never from git or the workspace file, so what is compared is exactly what
+`reference.pinned_data`: never from git or the workspace file, so what is compared is exactly what
 was pinned. Rows are matched with a pandas merge on `customerID`; the shift statistics are
 drift's (PSI with KS or chi-square), so a shift means the same thing in both commands.
 """
@@ -27,7 +27,8 @@ from predictflow.core import paths
 from predictflow.core.params import DriftParams
 from predictflow.core.schema import ID
 from predictflow.lineage import evidence
-from predictflow.monitoring import drift
+from predictflow.monitoring import shift
+from predictflow.monitoring.reference import pinned_data
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -163,7 +164,7 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
     what = f"data version {version.spec}:"
     if version.md5.endswith(".dir"):
         raise StageError(f"{what} md5 {version.md5} is a directory; expected one CSV file")
-    with drift.pinned_data(workspace, version.md5, what) as path:
+    with pinned_data(workspace, version.md5, what) as path:
         try:
             options = csv.ConvertOptions(
                 column_types={ID: pa.string()},
@@ -286,7 +287,7 @@ def column_shifts(
     """Per shared column, B against A with drift's statistics and thresholds (A is the
     reference: its quantiles bin the numbers, its categories are the "seen" ones). As in
     drift, PSI counts every row and the KS test takes a seeded sample of B's values
-    (`drift.sample_rows`): at a million rows any difference is "significant", and the full
+    (drift's `sample_rows`): at a million rows any difference is "significant", and the full
     test costs seconds per column."""
     rng = np.random.default_rng(seed)
     shifts: dict[str, dict[str, Any]] = {}
@@ -299,7 +300,7 @@ def column_shifts(
             if len(ref) == 0 or len(new) == 0:
                 shifts[column] = {"kind": "numeric", **missing, "status": "skipped"}
                 continue
-            edges = drift.inner_edges(ref, params.bins)
+            edges = shift.inner_edges(ref, params.bins)
             sample = (
                 new
                 if len(new) <= params.sample_rows
@@ -307,7 +308,7 @@ def column_shifts(
             )
             values = {
                 "kind": "numeric",
-                **drift.numeric_shift(ref, drift.bin_counts(new, edges), edges, sample),
+                **shift.numeric_shift(ref, shift.bin_counts(new, edges), edges, sample),
                 "mean_a": float(ref.mean()),
                 "mean_b": float(new.mean()),
             }
@@ -319,9 +320,9 @@ def column_shifts(
                 continue
             values = {
                 "kind": "categorical",
-                **drift.categorical_shift(ref_counts, new_counts, len(b)),
+                **shift.categorical_shift(ref_counts, new_counts, len(b)),
             }
-        shifts[column] = {**values, **missing, "status": drift.shift_status(values, params)}
+        shifts[column] = {**values, **missing, "status": shift.shift_status(values, params)}
     return shifts
 
 

@@ -19,7 +19,13 @@ import pandas as pd
 from predictflow.base.errors import StageError
 from predictflow.core.schema import ID, TARGET, parse_target
 from predictflow.lineage import evidence, tracking
-from predictflow.monitoring.record import log_run, read_record, record_path
+from predictflow.monitoring.record import (
+    EXPERIMENT,
+    log_run,
+    monitoring_experiment,
+    read_record,
+    record_path,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -237,7 +243,6 @@ def check_versions(client: MlflowClient, record: dict[str, Any], cohort: str) ->
 
 def realized_runs(client: MlflowClient, version: str | None = None, cohort: str | None = None):
     """The `evaluate-batch` runs, oldest first, optionally of one version and cohort."""
-    from predictflow.monitoring.drift import EXPERIMENT
 
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
@@ -266,7 +271,6 @@ def log_realized(
     """A run per version (so successive cohorts chart as a history) and a version tag
     `realized.<cohort>` with the same numbers (so the version's page shows them)."""
     from predictflow.lineage.access import require_writes
-    from predictflow.monitoring.drift import monitoring_experiment
 
     experiment, run_ids = monitoring_experiment(root), {}
     require_writes(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 RECORD_SUFFIX = ".json"
 RECORD_KIND = "predictflow.scoring"
+EXPERIMENT = tracking.MONITORING_EXPERIMENT  # where every monitoring run goes
 ROLES = ("champion", "shadow")
 SHADOW_PREFIX = "shadow_"
 
@@ -270,3 +271,20 @@ def log_run(
     client.log_batch(run_id, metrics=values)
     client.log_dict(run_id, facts, "facts.json")
     client.set_terminated(run_id)
+
+
+def monitoring_experiment(root: Path) -> str:
+    """The `churn-monitoring` experiment's id, created once (artifacts beside the store's)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.tracking_uri(root))
+    with tracking.store_lock(root):
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (
+            (tracking.store_dir(root) / "artifacts").as_uri()
+            if tracking.uses_local_store(root)
+            else None
+        )
+        return client.create_experiment(EXPERIMENT, artifact_location=location)

@@ -22,6 +22,7 @@ from predictflow.monitoring.record import (
     ModelRef,
     check_distinct,
     log_run,
+    monitoring_experiment,
     resolve_model,
     scoring_record,
     write_record,
@@ -48,7 +49,7 @@ class Agreement:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(2))
     m2: np.ndarray = field(default_factory=lambda: np.zeros(2))  # sums of squared deviations
     comoment: float = 0.0
-    sample: Any = None  # a drift.Reservoir, made on first use
+    sample: Any = None  # a shift.Reservoir, made on first use
 
     def add(
         self,
@@ -58,7 +59,7 @@ class Agreement:
         shadow_predicted: np.ndarray,
     ) -> None:
         """Merge one chunk (Chan et al.'s pairwise update keeps Pearson exact and stable)."""
-        from predictflow.monitoring.drift import Reservoir
+        from predictflow.monitoring.shift import Reservoir
 
         n = len(champion)
         if n == 0:
@@ -128,8 +129,6 @@ def render_agreement(record: dict[str, Any]) -> str:
 def log_shadow_run(root: Path, record: dict[str, Any]) -> str:
     """One monitoring run per shadowed batch: both versions, the batch md5, the agreement."""
     import mlflow
-
-    from predictflow.monitoring.drift import monitoring_experiment
 
     client = mlflow.MlflowClient(tracking.tracking_uri(root))
     champion, shadow = record["models"]["champion"], record["models"]["shadow"]
