@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from predictflow.base.errors import StageError
-from predictflow.lineage.tracking import EXPERIMENT, MODEL_NAME
+from predictflow.lineage.names import (
+    EXPERIMENT,
+    EXPERIMENT_KIND,
+    LEDGER,
+    MODEL_NAME,
+    MONITORING_EXPERIMENT,
+)
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
@@ -247,9 +253,6 @@ def ensure_resources(uri: str) -> dict[str, str]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from predictflow.lineage.releases import LEDGER
-    from predictflow.lineage.tracking import EXPERIMENT_KIND, MONITORING_EXPERIMENT
-
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     ids = {}
     with refusals(uri):
@@ -322,8 +325,6 @@ def grant(uri: str, user: str, role: str) -> dict[str, str]:
     """Give `user` exactly `role`'s permissions (replacing earlier ones); return what was set."""
     if role not in ROLES:
         raise AccessError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
-    from predictflow.lineage.releases import LEDGER
-    from predictflow.lineage.tracking import MONITORING_EXPERIMENT
 
     client = _admin_client(uri)
     require_user(client, uri, user)  # before anything is created or granted

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from predictflow.lineage.tracking import MODEL_NAME
+from predictflow.lineage.names import LEDGER
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
     from predictflow.lineage.access import Caller
 
-LEDGER = f"{MODEL_NAME}-releases"
 RELEASE_TAG = "release."
 
 

@@ -29,18 +29,13 @@ from urllib.request import url2pathname
 
 from predictflow.base.errors import StageError
 from predictflow.lineage.evidence import file_md5, workspace_root
+from predictflow.lineage.names import EXPERIMENT, EXPERIMENT_KIND
 
 if TYPE_CHECKING:
     from mlflow.entities import Dataset as DatasetEntity
     from mlflow.entities import Run
     from mlflow.types import Schema
 
-EXPERIMENT = "churn-prediction"
-# MLflow's UI opens an experiment by this tag; without it a new one opens on the GenAI overview.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-MODEL_NAME = "churn-predictor"
-# Where `predictflow drift` logs its runs and the report reads them back.
-MONITORING_EXPERIMENT = "churn-monitoring"
 STORE_DIR = "mlflow_data"
 
 
