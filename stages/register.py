@@ -21,7 +21,16 @@ from predictflow.core import paths
 from predictflow.core.data import held_out_counts
 from predictflow.core.io import write_json
 from predictflow.core.params import RegisterParams, load_params
-from predictflow.lineage import access, evidence, modelcard, promotion, registry, stage, tracking
+from predictflow.lineage import (
+    access,
+    evidence,
+    modelcard,
+    names,
+    promotion,
+    registry,
+    stage,
+    tracking,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +98,7 @@ def main() -> None:
     version, created = registry.register(client, store, run, model_md5, tags)
     stage.checkpoint("register:created")
     card = modelcard.CardFacts(
-        model=tracking.MODEL_NAME,
+        model=names.MODEL_NAME,
         version=str(version.version),
         run_id=run.info.run_id,
         tags=tags,
@@ -102,7 +111,7 @@ def main() -> None:
         bins=params.evaluate.calibration_bins,
     )
     modelcard.attach(
-        client, tracking.MODEL_NAME, str(version.version), run.info.run_id, modelcard.render(card)
+        client, names.MODEL_NAME, str(version.version), run.info.run_id, modelcard.render(card)
     )
     gate = roc_auc >= params.registry.min_roc_auc
     experiment = evidence.dvc_exp_name()
@@ -121,7 +130,7 @@ def main() -> None:
         "%s version %s of %s (run %s); quality gate roc_auc %.4f >= %.4f: %s; %s",
         "registered" if created else "already registered as",
         version.version,
-        tracking.MODEL_NAME,
+        names.MODEL_NAME,
         run.info.run_id,
         roc_auc,
         params.registry.min_roc_auc,
@@ -133,7 +142,7 @@ def main() -> None:
     write_json(
         args.receipt,
         {
-            "model_name": tracking.MODEL_NAME,
+            "model_name": names.MODEL_NAME,
             "model_md5": model_md5,
             "data_md5": tags.get("data_md5"),
             "quality_gate": {

@@ -114,10 +114,10 @@ def test_the_literal_defaults_match_their_sources() -> None:
     """cli.py repeats a few constants so that `--help` imports nothing heavy."""
     from predictflow import cli
     from predictflow.core import paths, scoring
-    from predictflow.lineage import access, tracking
+    from predictflow.lineage import access, names
     from predictflow.ops import rawdata, synth
 
-    assert cli.MODEL_NAME == tracking.MODEL_NAME
+    assert cli.MODEL_NAME == names.MODEL_NAME
     assert cli.CHUNK_ROWS == scoring.DEFAULT_CHUNK_ROWS
     assert tuple(access.ROLES) == cli.ROLES
     assert (cli.SYNTH_ROWS, cli.SYNTH_SEED) == (synth.DEFAULT_ROWS, synth.DEFAULT_SEED)

@@ -23,7 +23,7 @@ import pytest
 
 from predictflow.lineage import evidence, registry
 from predictflow.lineage.access import Caller
-from predictflow.lineage.tracking import MODEL_NAME
+from predictflow.lineage.names import MODEL_NAME
 
 from .conftest import (
     BIN,

@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from predictflow.lineage import evidence, provenance, tracking
+from predictflow.lineage import evidence, names, provenance
 
 from .conftest import BIN, REPO, copy_built_repo, run
 from .test_report import browser, chromium, mlflow_ui  # noqa: F401 (`browser` is a fixture)
@@ -86,7 +86,7 @@ def test_a_fresh_profile_lands_on_the_training_runs(
     """The experiment's address as the Experiments list links it (no `workflowType`), in a
     browser that has never seen the UI: the runs list with its Dataset column, nothing over it."""
     client = store(repo)
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = client.get_experiment_by_name(names.EXPERIMENT)
     newest = newest_run(client, experiment.experiment_id)
     raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     shot = tmp_path / "landing.png"
@@ -127,7 +127,7 @@ def test_plain_mlflow_ui_opens_genai_and_the_printed_link_still_opens_training(
     `mlflow.experimentKind` tag notwithstanding. The printed links' parameter alone picks the
     training view there (the assistant is MLflow's to show)."""
     client = store(repo)
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = client.get_experiment_by_name(names.EXPERIMENT)
     newest = newest_run(client, experiment.experiment_id)
     with mlflow_ui(repo, tmp_path / "plain-ui.log", plain=True) as base:
         dom = page(browser, tmp_path / "bare", f"{base}/#/experiments/{experiment.experiment_id}")
@@ -140,7 +140,7 @@ def test_plain_mlflow_ui_opens_genai_and_the_printed_link_still_opens_training(
 
 
 def test_the_experiment_is_tagged_as_model_training(repo: Path) -> None:
-    experiment = store(repo).get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = store(repo).get_experiment_by_name(names.EXPERIMENT)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
@@ -150,7 +150,7 @@ def test_the_runs_list_opens_on_training_runs_with_their_datasets(
     ui: str,
     tmp_path: Path,
 ) -> None:
-    experiment = store(repo).get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = store(repo).get_experiment_by_name(names.EXPERIMENT)
     raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
     shot = tmp_path / "runs.png"
     dom = page(browser, tmp_path, f"{ui}/#/experiments/{experiment.experiment_id}?{TRAINING}", shot)
@@ -168,7 +168,7 @@ def test_run_and_model_pages_show_the_dataset_digests(
     tmp_path: Path,
 ) -> None:
     client = store(repo)
-    version = client.get_model_version_by_alias(tracking.MODEL_NAME, "staging")
+    version = client.get_model_version_by_alias(names.MODEL_NAME, "staging")
     run = client.get_run(version.run_id)
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     raw_md5 = evidence.pinned_md5(repo / "data" / "customers.csv.dvc")
@@ -192,7 +192,7 @@ def test_run_and_model_pages_show_the_dataset_digests(
     # the registry keeps no model id on a version in this store: the version shows the data md5
     # and links its logged model, whose held-out metrics name the test split they were scored on
     shot = tmp_path / "version.png"
-    url = f"{ui}/#/models/{tracking.MODEL_NAME}/versions/{version.version}?{TRAINING}"
+    url = f"{ui}/#/models/{names.MODEL_NAME}/versions/{version.version}?{TRAINING}"
     dom = page(browser, tmp_path / "version", url, shot)
     assert raw_md5 in dom and "Source Model" in dom, dom[-3000:]
     keep_screenshot(shot, "mlflow-model-version.png")
@@ -208,7 +208,7 @@ def test_compare_view_shows_each_fact_once(repo: Path) -> None:
     import yaml
 
     client = store(repo)
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = client.get_experiment_by_name(names.EXPERIMENT)
     (run,) = client.search_runs([experiment.experiment_id])
     params = yaml.safe_load((repo / "params.yaml").read_text())
     read_by_train = {"base.seed": str(params["base"]["seed"])} | {

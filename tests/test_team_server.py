@@ -690,7 +690,7 @@ def test_two_promotions_at_once_one_wins_and_the_trail_agrees(team: Team, candid
     import subprocess
 
     from predictflow.lineage import registry
-    from predictflow.lineage.tracking import MODEL_NAME
+    from predictflow.lineage.names import MODEL_NAME
 
     with logged_in("admin"):
         store = client(team.server.uri)

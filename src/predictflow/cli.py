@@ -34,7 +34,7 @@ log = logging.getLogger("predictflow")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Literal copies keep `--help` free of heavy imports; tests hold them equal to the sources.
-MODEL_NAME = "churn-predictor"  # tracking.MODEL_NAME
+MODEL_NAME = "churn-predictor"  # names.MODEL_NAME
 DEFAULT_MODEL = f"models:/{MODEL_NAME}@production"
 RAW_DATA = paths.RAW_DATA
 CHUNK_ROWS = 100_000  # scoring.DEFAULT_CHUNK_ROWS
@@ -348,7 +348,7 @@ def lineage(model_uri: str | None, as_json: bool) -> None:
     (default: the newest registered version).
     """
     from predictflow.lineage import provenance, registry_read
-    from predictflow.lineage.tracking import MODEL_NAME
+    from predictflow.lineage.names import MODEL_NAME
 
     reader = registry_read.open_reader()  # no MLflow import unless the store needs it
     version = registry_read.resolve(reader, model_uri, MODEL_NAME)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from predictflow.base.errors import StageError
 from predictflow.lineage.evidence import file_md5
-from predictflow.lineage.tracking import MODEL_NAME
+from predictflow.lineage.names import MODEL_NAME
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from predictflow.base.errors import UserError, machine_cause, machine_state
 from predictflow.core import paths
 from predictflow.lineage import access, artifacts, evidence, heldout, registry, releases
-from predictflow.lineage.tracking import MODEL_NAME, REQUIRED_LINEAGE, tracking_uri
+from predictflow.lineage.names import MODEL_NAME
+from predictflow.lineage.tracking import REQUIRED_LINEAGE, tracking_uri
 
 if TYPE_CHECKING:
     import numpy as np

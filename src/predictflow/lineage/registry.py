@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from predictflow.base.errors import RegistryError
 from predictflow.base.faults import checkpoint
-from predictflow.lineage.tracking import MODEL_NAME, store_lock
+from predictflow.lineage.names import MODEL_NAME
+from predictflow.lineage.tracking import store_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

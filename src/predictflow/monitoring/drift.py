@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from predictflow.base.errors import StageError, machine_cause, machine_state
 from predictflow.core.params import DriftParams
 from predictflow.core.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
-from predictflow.lineage import evidence, tracking
+from predictflow.lineage import evidence, names, tracking
 from predictflow.monitoring.record import monitoring_experiment
 from predictflow.monitoring.reference import Reference, load_reference
 from predictflow.monitoring.shift import (
@@ -101,7 +101,7 @@ def log_run(root: Path, facts: dict[str, Any]) -> str:
         monitoring_experiment(root),
         run_name=f"drift-v{facts['version']}",
         tags={
-            "model_name": tracking.MODEL_NAME,
+            "model_name": names.MODEL_NAME,
             "model_version": str(facts["version"]),
             "batch_path": facts["input"],
             "batch_md5": facts["batch_md5"],
@@ -145,7 +145,7 @@ def check(
     # them (the run records only what `train` reads).
     split_params = provenance.recorded_stages(client, version.run_id).get("prepare", {})
     model = artifacts.load_verified(
-        client, f"models:/{tracking.MODEL_NAME}/{version.version}", shown=model_ref
+        client, f"models:/{names.MODEL_NAME}/{version.version}", shown=model_ref
     )
     reference = load_reference(workspace, data_md5, split_params.get("params", {}))
     facts = {

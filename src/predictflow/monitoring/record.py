@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from predictflow.base.errors import StageError
 from predictflow.core import io
-from predictflow.lineage import evidence, tracking
+from predictflow.lineage import evidence, names, tracking
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 RECORD_SUFFIX = ".json"
 RECORD_KIND = "predictflow.scoring"
-EXPERIMENT = tracking.MONITORING_EXPERIMENT  # where every monitoring run goes
+EXPERIMENT = names.MONITORING_EXPERIMENT  # where every monitoring run goes
 ROLES = ("champion", "shadow")
 SHADOW_PREFIX = "shadow_"
 
@@ -58,7 +58,7 @@ def resolve_model(client: MlflowClient, uri: str) -> ModelRef:
     from predictflow.base.errors import RegistryError
 
     if uri.isdecimal():
-        uri = f"models:/{tracking.MODEL_NAME}/{uri}"
+        uri = f"models:/{names.MODEL_NAME}/{uri}"
     if uri.startswith("runs:/"):
         from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
 

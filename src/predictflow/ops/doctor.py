@@ -24,7 +24,7 @@ from typing import Literal
 
 from predictflow.base.errors import UserError
 from predictflow.core import paths
-from predictflow.lineage import evidence, tracking
+from predictflow.lineage import evidence, names, tracking
 
 Status = Literal["ok", "warning", "problem"]
 SECRET_KEYS = ("access_key_id", "secret_access_key", "session_token", "password", "token")
@@ -219,9 +219,9 @@ def _check_server(uri: str) -> Finding:
 
 def check_runs(client, fix: bool) -> Finding:
     """No run stays RUNNING after its process died."""
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    experiment = client.get_experiment_by_name(names.EXPERIMENT)
     if experiment is None:
-        return Finding("stuck runs", "ok", f"no experiment {tracking.EXPERIMENT!r} yet")
+        return Finding("stuck runs", "ok", f"no experiment {names.EXPERIMENT!r} yet")
     running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
     orphaned = [run for run in running if tracking.run_is_orphaned(run)]
     if not orphaned:
@@ -244,7 +244,7 @@ def check_versions(client) -> Finding:
     """Every registered version has its lineage tags and an artifact matching its model md5."""
     from mlflow.exceptions import MlflowException
 
-    versions = client.search_model_versions(f"name = '{tracking.MODEL_NAME}'")
+    versions = client.search_model_versions(f"name = '{names.MODEL_NAME}'")
     broken = []
     for version in sorted(versions, key=lambda v: int(v.version)):
         missing = [k for k in tracking.REQUIRED_LINEAGE if not version.tags.get(k)]
@@ -362,7 +362,7 @@ def check_cache(workspace: Path) -> Finding:
 def _download_model(version, tmp: str) -> Path:
     import mlflow
 
-    uri = f"models:/{tracking.MODEL_NAME}/{version.version}/model.pkl"
+    uri = f"models:/{names.MODEL_NAME}/{version.version}/model.pkl"
     return Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
 
 

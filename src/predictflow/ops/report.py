@@ -29,7 +29,8 @@ from markupsafe import Markup
 
 from predictflow.core.io import atomic_path
 from predictflow.lineage import evidence, provenance, registry
-from predictflow.lineage.tracking import METRIC_KEYS, MODEL_NAME, MONITORING_EXPERIMENT
+from predictflow.lineage.names import MODEL_NAME, MONITORING_EXPERIMENT
+from predictflow.lineage.tracking import METRIC_KEYS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
