@@ -523,7 +523,7 @@ def test_predict_outside_any_project_does_not_import_dvc(repo: Path, tmp_path: P
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     }
-    assert "predictflow.scoring" in imported  # the profile is there
+    assert "predictflow.core.scoring" in imported  # the profile is there
     assert "dvc.repo" not in imported
     assert out.is_file() and out.with_name("scores.csv.json").is_file()
 
