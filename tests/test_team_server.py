@@ -811,7 +811,7 @@ def test_the_opt_out_serves_loopback_only(tmp_path: Path) -> None:
     ],
 )
 def test_doctor_flags_credentials_over_plain_http(uri: str, env: dict, status: str) -> None:
-    from predictflow.ops.doctor import check_credentials_transport
+    from predictflow.ops.doctor_store import check_credentials_transport
 
     finding = check_credentials_transport(uri, env)
     assert finding.status == status
