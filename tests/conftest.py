@@ -199,8 +199,8 @@ def copy_project(dest: Path) -> Path:
 
 
 MOVE_STORE = (
-    "import sys; from pathlib import Path; from predictflow.ops import doctor; "
-    "finding = doctor.check_locations(Path(sys.argv[1]), fix=True); "
+    "import sys; from pathlib import Path; from predictflow.ops import doctor_store; "
+    "finding = doctor_store.check_locations(Path(sys.argv[1]), fix=True); "
     "sys.exit(0 if finding.status == 'ok' or finding.fixed else finding.detail)"
 )
 

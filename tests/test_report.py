@@ -28,7 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from predictflow.lineage import evidence
-from predictflow.ops import report
+from predictflow.ops import report_facts, report_render
 
 from .conftest import (
     BIN,
@@ -86,7 +86,7 @@ def view(version: int, aliases: list[str] = (), roc_auc: float = 0.8, **changes)
 
 
 def test_the_stage_graph_is_the_chain_dvc_dag_prints() -> None:
-    pipeline = report.read_pipeline(REPO)
+    pipeline = report_facts.read_pipeline(REPO)
     assert pipeline.nodes == CHAIN
     assert pipeline.sources == {"data/customers.csv.dvc": "data/customers.csv"}
     chain_edges = set(itertools.pairwise(CHAIN))
@@ -101,21 +101,23 @@ def test_stage_order_follows_the_edges_not_the_file() -> None:
             "a": {"cmd": "x", "deps": ["raw.csv"], "outs": [{"mid": {"cache": False}}]},
         }
     }
-    pipeline = report.pipeline_graph(spec, tracked={"raw.csv"})
+    pipeline = report_facts.pipeline_graph(spec, tracked={"raw.csv"})
     assert pipeline.nodes == ("raw.csv.dvc", "a", "b")
     assert pipeline.edges == (("a", "b"), ("raw.csv.dvc", "a"))
 
 
 def test_default_version_is_production_then_staging_then_newest() -> None:
-    assert report.default_version([view(3), view(2, ["staging"]), view(1, ["production"])]) == 1
-    assert report.default_version([view(3), view(2, ["staging"]), view(1)]) == 2
-    assert report.default_version([view(3), view(2), view(1)]) == 3
+    assert (
+        report_facts.default_version([view(3), view(2, ["staging"]), view(1, ["production"])]) == 1
+    )
+    assert report_facts.default_version([view(3), view(2, ["staging"]), view(1)]) == 2
+    assert report_facts.default_version([view(3), view(2), view(1)]) == 3
 
 
 def test_best_values_know_log_loss_is_lower_and_ties_have_no_best() -> None:
-    best = report.best_values([view(2, roc_auc=0.9), view(1, roc_auc=0.7)])
+    best = report_facts.best_values([view(2, roc_auc=0.9), view(1, roc_auc=0.7)])
     assert best == {"roc_auc": 0.9, "log_loss": pytest.approx(0.1)}
-    assert report.best_values([view(2), view(1)]) == {}
+    assert report_facts.best_values([view(2), view(1)]) == {}
 
 
 def test_a_version_without_lineage_tags_is_said_plainly() -> None:
@@ -126,27 +128,29 @@ def test_a_version_without_lineage_tags_is_said_plainly() -> None:
         model_md5=None,
         missing_lineage=["git_commit", "git_dirty", "data_md5", "model_md5"],
     )
-    built = report.Report(
+    built = report_facts.Report(
         model="churn-predictor",
         generated="now",
         ui=UI_BASE,
         views=[bare, view(1, ["staging"])],
         registered={2: "", 1: ""},
         selected=2,
-        pipeline=report.pipeline_graph(
+        pipeline=report_facts.pipeline_graph(
             {"stages": {"prepare": {"cmd": "x", "deps": ["data/customers.csv"]}}},
             tracked={"data/customers.csv"},
         ),
         plots={"roc.png": None},
     )
-    page = report.render(built)
+    page = report_render.render(built)
     warning = page.split('<div class="warning"', 1)[1].split("</div>", 1)[0]
     assert "Version 2 lacks lineage tags: git_commit, git_dirty, data_md5, model_md5" in warning
     assert "cannot be reproduced" in warning
     assert re.search(r"<td[^>]*>\s*</td>", page) is None  # no empty cell: every hole is named
     assert "no data md5 recorded for this version" in page
     assert "evaluation/roc.png was not logged to this run" in page
-    assert built.facts()["warnings"] and built.facts()["missing_plots"] == sorted(report.PLOTS)
+    assert built.facts()["warnings"] and built.facts()["missing_plots"] == sorted(
+        report_facts.PLOTS
+    )
 
 
 def test_register_hashes_from_an_earlier_run_are_not_shown_as_this_versions() -> None:
@@ -158,8 +162,8 @@ def test_register_hashes_from_an_earlier_run_are_not_shown_as_this_versions() ->
             "params": {},
         },
     }
-    pipeline = report.Pipeline(nodes=("train", "register", "evaluate"), edges=())
-    rows = {row.name: row for row in report.stage_outs(view(4, stages=stages), pipeline)}
+    pipeline = report_facts.Pipeline(nodes=("train", "register", "evaluate"), edges=())
+    rows = {row.name: row for row in report_facts.stage_outs(view(4, stages=stages), pipeline)}
     assert rows["train"].outs == {"models/model.pkl": "new"} and not rows["train"].note
     assert rows["register"].outs == {} and "an earlier run's entry" in rows["register"].note
     assert "registered version 4" in rows["register"].note
@@ -176,9 +180,9 @@ def test_the_graph_layout_keeps_the_declared_order_among_ready_stages() -> None:
             "c": {"cmd": "x", "outs": ["other"]},
         }
     }
-    pipeline = report.pipeline_graph(spec, tracked={"raw.csv"})
+    pipeline = report_facts.pipeline_graph(spec, tracked={"raw.csv"})
     assert pipeline.nodes == ("raw.csv.dvc", "a", "b", "c")
-    layout = report.graph_layout(pipeline)
+    layout = report_render.graph_layout(pipeline)
     assert layout is not None and [box.name for box in layout.boxes] == list(pipeline.nodes)
     assert len(layout.lines) == 2 and layout.arcs == []  # raw -> a -> b, each to its neighbour
     cyclic = {
@@ -187,22 +191,22 @@ def test_the_graph_layout_keeps_the_declared_order_among_ready_stages() -> None:
             "b": {"cmd": "x", "deps": ["x"], "outs": ["y"]},
         }
     }
-    assert report.pipeline_graph(cyclic, tracked=set()).nodes == ("a", "b")  # declared order
+    assert report_facts.pipeline_graph(cyclic, tracked=set()).nodes == ("a", "b")  # declared order
 
 
 def test_values_are_escaped_and_an_empty_drift_history_says_how_to_start_one() -> None:
     hostile = view(1, ["staging"], params={"<script>": 'x" onload="y'})
-    built = report.Report(
+    built = report_facts.Report(
         model="churn-predictor",
         generated="now",
         ui=UI_BASE,
         views=[hostile],
         registered={1: "<b>t</b>"},
         selected=1,
-        pipeline=report.Pipeline(nodes=(), edges=()),
+        pipeline=report_facts.Pipeline(nodes=(), edges=()),
         plots={},
     )
-    page = report.render(built)
+    page = report_render.render(built)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert '" onload="' not in page and "&lt;b&gt;t&lt;/b&gt;" in page
     assert "No drift checks recorded yet" in page and built.facts()["drift_checks"] == []
@@ -222,7 +226,7 @@ def test_drift_checks_keep_the_newest_runs_of_each_version(tmp_path: Path) -> No
     other = client.create_run(experiment, tags={"model_name": "another", "model_version": "9"})
     client.set_terminated(other.info.run_id)
 
-    checks = report.drift_checks(report.drift_runs(client), UI_BASE)
+    checks = report_facts.drift_checks(report_facts.drift_runs(client), UI_BASE)
     assert [(c.version, c.verdict) for c in checks] == [(2, "ok")] * 3 + [(1, "drift")]
     assert [c.when for c in checks[:3]] == sorted((c.when for c in checks[:3]), reverse=True)
     assert checks[0].drifted == [] and checks[-1].drifted == ["Contract", "MonthlyCharges"]
@@ -268,7 +272,7 @@ def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, r
     assert facts["selected"] == 1
     assert facts["selected_aliases"] == ["staging"]  # nothing holds production: staging wins
     assert facts["stages"] == list(CHAIN)
-    assert facts["plots"] == sorted(report.PLOTS) and facts["missing_plots"] == []
+    assert facts["plots"] == sorted(report_facts.PLOTS) and facts["missing_plots"] == []
     assert facts["warnings"] == []
     assert not list(out.parent.glob(".*.tmp"))  # written atomically, nothing left beside it
 
@@ -290,7 +294,7 @@ def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, r
     assert "<code>models/registration.json</code>" in register or "version 1" in register
 
     pngs = embedded_pngs(page)
-    assert len(pngs) == 4 and all(png.startswith(report.PNG_MAGIC) for png in pngs)
+    assert len(pngs) == 4 and all(png.startswith(report_facts.PNG_MAGIC) for png in pngs)
     for png in pngs:
         height, width = matplotlib.image.imread(BytesIO(png)).shape[:2]
         assert height >= 300 and width >= 300
@@ -383,9 +387,9 @@ def test_production_is_shown_with_its_alias(pipeline_repo: Path) -> None:
     uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     with alias_moved(uri, "production", "1"):
-        built = report.collect(client, pipeline_repo)
+        built = report_facts.collect(client, pipeline_repo)
     assert built.selected == 1 and built.view["aliases"] == ["production", "staging"]
-    assert '<span class="badge production">production</span>' in report.render(built)
+    assert '<span class="badge production">production</span>' in report_render.render(built)
 
 
 # --- in a real browser --------------------------------------------------------------------------
@@ -450,7 +454,7 @@ def test_console_messages_are_seen(browser: str, tmp_path: Path) -> None:
     """The check below is not vacuous: a blocked URL and a script error do show up."""
     page = tmp_path / "bad.html"
     page.write_text(
-        f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{report.CSP}">'
+        f'<!DOCTYPE html><meta http-equiv="Content-Security-Policy" content="{report_render.CSP}">'
         '<img src="http://127.0.0.1:9/x.png"><p>bad</p>',
         encoding="utf-8",
     )
@@ -567,7 +571,7 @@ def test_mlflow_ui_lists_the_model_and_the_report_works_against_it(
 
 def test_screenshot_in_docs_is_a_png() -> None:
     """docs/report.md shows docs/report.png: it must exist and be an image."""
-    assert SCREENSHOT.read_bytes().startswith(report.PNG_MAGIC)
+    assert SCREENSHOT.read_bytes().startswith(report_facts.PNG_MAGIC)
     assert "](report.png)" in (REPO / "docs/report.md").read_text(encoding="utf-8")
 
 
@@ -579,10 +583,15 @@ def test_columns_are_alias_holders_then_the_newest_and_the_rest_is_summarised() 
         view(n, ["production"] if n == 3 else ["staging"] if n == 7 else [])
         for n in range(50, 0, -1)
     ]
-    shown = report.shown_versions(views, selected=3)
+    shown = report_render.shown_versions(views, selected=3)
     assert [v["version"] for v in shown] == [3, 7, 50, 49]
-    assert report.version_ranges([1, 2, 4, 5, 6, 8, 47]) == "v1-v2, v4-v6, v8, v47"
-    assert [v["version"] for v in report.shown_versions(views, selected=20)] == [3, 7, 20, 50]
+    assert report_render.version_ranges([1, 2, 4, 5, 6, 8, 47]) == "v1-v2, v4-v6, v8, v47"
+    assert [v["version"] for v in report_render.shown_versions(views, selected=20)] == [
+        3,
+        7,
+        20,
+        50,
+    ]
 
 
 def register_many(uri: str, count: int) -> None:
@@ -625,9 +634,9 @@ def test_report_over_50_versions_keeps_production_in_view(browser: str, tmp_path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     register_many(uri, 50)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    built = report.collect(client, REPO)
+    built = report_facts.collect(client, REPO)
     assert built.selected == 3 and len(built.views) == 50
-    page = report.render(built)
+    page = report_render.render(built)
     assert "+ 46 more versions: v1-v2, v4-v6, v8-v48" in page
     out = tmp_path / "lineage.html"
     out.write_text(page, encoding="utf-8")

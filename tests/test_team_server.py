@@ -303,7 +303,7 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
 ) -> None:
     """Runs a migration that dies half-way through a run, then again: the half-copied run is
     replaced, nothing is duplicated. Any tracking URI is a target: a SQLite file here."""
-    from predictflow.ops import migrate
+    from predictflow.ops import migrate, migrate_copy
 
     monkeypatch.chdir(tmp_path)  # a SQLite target keeps its artifacts in ./mlruns
     source_uri = f"sqlite:///{pipeline_repo / 'mlflow_data' / 'mlflow.db'}"
@@ -314,7 +314,7 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
     )
     source_versions = source.search_model_versions(f"name = '{MODEL}'")
 
-    real_download = migrate._Migration._download
+    real_download = migrate_copy.Migration._download
     calls = []
 
     def dies_on_second_download(self, *args, **kwargs):
@@ -323,10 +323,10 @@ def test_an_interrupted_migration_is_resumed_without_duplicates(
             raise KeyboardInterrupt("interrupted")
         return real_download(self, *args, **kwargs)
 
-    monkeypatch.setattr(migrate._Migration, "_download", dies_on_second_download)
+    monkeypatch.setattr(migrate_copy.Migration, "_download", dies_on_second_download)
     with pytest.raises(KeyboardInterrupt):
         migrate.migrate(source_uri, target_uri)
-    monkeypatch.setattr(migrate._Migration, "_download", real_download)
+    monkeypatch.setattr(migrate_copy.Migration, "_download", real_download)
 
     resumed = migrate.migrate(source_uri, target_uri)
     assert resumed.runs_recopied == 1
@@ -811,7 +811,7 @@ def test_the_opt_out_serves_loopback_only(tmp_path: Path) -> None:
     ],
 )
 def test_doctor_flags_credentials_over_plain_http(uri: str, env: dict, status: str) -> None:
-    from predictflow.ops.doctor import check_credentials_transport
+    from predictflow.ops.doctor_store import check_credentials_transport
 
     finding = check_credentials_transport(uri, env)
     assert finding.status == status
