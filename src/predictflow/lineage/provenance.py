@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from predictflow.core import paths
 from predictflow.lineage import evidence, registry
-from predictflow.lineage.registry_read import Reader, Version, as_reader
+from predictflow.lineage.reader import Reader, Version
+from predictflow.lineage.registry_read import as_reader
 from predictflow.lineage.tracking import METRIC_KEYS, MODEL_NAME, REQUIRED_LINEAGE
 
 if TYPE_CHECKING:
