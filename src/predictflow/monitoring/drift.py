@@ -27,8 +27,10 @@ import pandas as pd
 
 from predictflow.base.errors import StageError, machine_cause, machine_state
 from predictflow.core import data
+from predictflow.core.cleaning import clean
 from predictflow.core.params import DriftParams, PrepareParams
-from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from predictflow.core.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
 from predictflow.lineage import evidence, tracking
 
