@@ -20,10 +20,12 @@ STARTED = time.perf_counter()
 import mlflow  # noqa: E402  (import time is part of what is measured)
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from predictflow.core.cleaning import clean  # noqa: E402
 from predictflow.core.data import split  # noqa: E402  (prepare's own split)
 from predictflow.core.estimator import build_classifier, build_featurizer, fit_classifier  # noqa: E402
 from predictflow.core.params import load_params  # noqa: E402
-from predictflow.core.schema import FEATURES, TARGET, clean, read_raw  # noqa: E402
+from predictflow.core.rawfile import read_raw  # noqa: E402
+from predictflow.core.schema import FEATURES, TARGET  # noqa: E402
 from predictflow.lineage.names import MODEL_NAME  # noqa: E402
 from predictflow.model import assemble  # noqa: E402
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from predictflow.core.cleaning import clean
 from predictflow.core.data import split
 from predictflow.core.estimator import (
     build_classifier,
@@ -27,7 +28,8 @@ from predictflow.core.estimator import (
 )
 from predictflow.core.io import read_batches, write_batches
 from predictflow.core.params import FeaturizeParams, load_params
-from predictflow.core.schema import TARGET, clean, read_raw
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import TARGET
 from predictflow.ops.synth import write_csv
 
 from .conftest import REPO

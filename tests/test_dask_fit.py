@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from predictflow.core.cleaning import clean
 from predictflow.core.data import split
 from predictflow.core.estimator import build_classifier, build_featurizer, fit_classifier
 from predictflow.core.params import load_params
-from predictflow.core.schema import TARGET, clean, read_raw
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import TARGET
 from predictflow.ops.synth import write_csv
 
 from .conftest import REPO

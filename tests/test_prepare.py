@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from predictflow.base.errors import StageError
-from predictflow.core import schema
+from predictflow.core import cleaning, rawfile, schema
 from predictflow.core.data import split
 from predictflow.core.params import PrepareParams
 from predictflow.ops import synth
@@ -38,7 +38,7 @@ SOURCE = "data/customers.csv"
 def customers(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     path = tmp_path_factory.mktemp("raw") / "customers.csv"
     synth.write_csv(path, rows=300, seed=1)
-    frame, _ = schema.clean(schema.read_raw(path), str(path))
+    frame, _ = cleaning.clean(rawfile.read_raw(path), str(path))
     return frame
 
 

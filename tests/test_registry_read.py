@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from predictflow.lineage import provenance, registry_read
-from predictflow.lineage.registry_read import ClientReader, RegistryError, RestReader, SqliteReader
+from predictflow.base.errors import RegistryError
+from predictflow.lineage import provenance, registry_read, store_rest, store_sql
+from predictflow.lineage.store_client import ClientReader
+from predictflow.lineage.store_rest import RestReader
+from predictflow.lineage.store_sql import SqliteReader
 
 from .conftest import (
     BIN,
@@ -62,7 +65,7 @@ def test_schema_revision_is_the_pinned_mlflow_migrations_head() -> None:
 
     config = Config()
     config.set_main_option("script_location", os.path.dirname(migrations.__file__))
-    assert ScriptDirectory.from_config(config).get_heads() == [registry_read.SCHEMA_REVISION]
+    assert ScriptDirectory.from_config(config).get_heads() == [store_sql.SCHEMA_REVISION]
 
 
 def populate(client) -> None:
@@ -269,7 +272,7 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
         # the migration copies versions 1 and 2's aliases; the server's own moves on top
         client.set_registered_model_alias(MODEL, "extra", "2")
         client.set_model_version_tag(MODEL, "1", "note", "on the server")
-        fast = RestReader(server.uri, registry_read.session_for())
+        fast = RestReader(server.uri, store_rest.session_for())
         fast.check_credentials()
         assert_same_facts(fast, ClientReader(client), store_repo)
         view = outcome(fast, "models:/churn-predictor@extra", store_repo)
@@ -280,7 +283,7 @@ def test_rest_reader_gives_the_client_facts_on_a_team_server(
         with pytest.raises(access.AccessError) as by_mlflow:
             access.check_credentials(server.uri)
         with pytest.raises(access.AccessError) as by_rest:
-            RestReader(server.uri, registry_read.session_for()).check_credentials()
+            RestReader(server.uri, store_rest.session_for()).check_credentials()
         assert str(by_rest.value) == str(by_mlflow.value)
         refused = run(
             [BIN / "predictflow", "lineage"],

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 from predictflow.core import schema
-from predictflow.core.schema import CleanReport, DataContractError, clean, read_raw
+from predictflow.core.cleaning import clean
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import CleanReport, DataContractError
 from predictflow.ops import synth
 
 HEADER = ",".join(schema.RAW_COLUMNS)

@@ -11,15 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictflow.core.schema import (
-    FEATURES,
-    ID,
-    TARGET,
-    TARGET_RULES,
-    DataContractError,
-    clean,
-    read_raw,
-)
+from predictflow.core.cleaning import clean
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import FEATURES, ID, TARGET, TARGET_RULES, DataContractError
 from predictflow.core.scoring import score_csv, score_text, write_scores
 from predictflow.ops.synth import write_csv
 

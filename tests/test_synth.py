@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from predictflow.core import schema
+from predictflow.core import cleaning, rawfile, schema
 from predictflow.ops import synth
 
 # md5 of `write_csv(path)` with the defaults. data/customers.csv.dvc pins these same bytes: a
@@ -46,12 +46,12 @@ def default_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def default_raw(default_file: Path) -> pd.DataFrame:
-    return schema.read_raw(default_file)
+    return rawfile.read_raw(default_file)
 
 
 @pytest.fixture(scope="module")
 def default_clean(default_file: Path, default_raw: pd.DataFrame) -> pd.DataFrame:
-    frame, _ = schema.clean(default_raw, str(default_file))
+    frame, _ = cleaning.clean(default_raw, str(default_file))
     return frame
 
 
@@ -110,7 +110,7 @@ def test_file_layout(default_file: Path) -> None:
 
 def test_passes_the_strict_schema(default_file: Path, default_raw: pd.DataFrame) -> None:
     assert list(default_raw.columns) == list(schema.RAW_COLUMNS)
-    frame, report = schema.clean(default_raw, str(default_file))
+    frame, report = cleaning.clean(default_raw, str(default_file))
     assert len(frame) == synth.DEFAULT_ROWS
     assert report.rows_dropped_total_charges == 0
     assert report.extra_columns == []

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from predictflow.core.schema import clean_features
+from predictflow.core.cleaning import clean_features
 
 
 class ContractCleaner(TransformerMixin, BaseEstimator):

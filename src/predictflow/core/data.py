@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from predictflow.base.errors import StageError
+from predictflow.core.cleaning import as_written
 from predictflow.core.params import PrepareParams
-from predictflow.core.schema import TARGET, TARGET_VALUES, CleanReport, as_written
+from predictflow.core.schema import TARGET, TARGET_VALUES, CleanReport
 
 
 def split(

@@ -17,17 +17,10 @@ import numpy as np
 import pandas as pd
 
 from predictflow.base.errors import UserError
+from predictflow.core.cleaning import FileLabels, clean
 from predictflow.core.io import atomic_path
-from predictflow.core.schema import (
-    FEATURES,
-    ID,
-    TARGET,
-    CleanReport,
-    DataContractError,
-    FileLabels,
-    clean,
-    read_raw,
-)
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import FEATURES, ID, TARGET, CleanReport, DataContractError
 
 log = logging.getLogger(__name__)
 

@@ -238,7 +238,7 @@ def scorer(model: PyFuncModel) -> Model:
     """What scores a loaded model's rows: the same numbers as its pyfunc `predict`, faster.
 
     Every caller (`predict`, `drift`, the promotion duel) scores rows the data contract
-    (`schema.clean`) has already typed. For a scikit-learn model logged with
+    (`cleaning.clean`) has already typed. For a scikit-learn model logged with
     `pyfunc_predict_fn="predict_proba"` (what `train` logs), pyfunc would first check every
     value against the serving signature, whose numeric columns are `AnyType` (clients send
     numbers or text): one Python call per value. Its `predict_proba` is called directly instead,

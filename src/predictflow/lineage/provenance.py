@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from predictflow.core import paths
 from predictflow.lineage import evidence, registry
 from predictflow.lineage.names import MODEL_NAME
-from predictflow.lineage.registry_read import Reader, Version, as_reader
+from predictflow.lineage.reader import Reader, Version
+from predictflow.lineage.registry_read import as_reader
 from predictflow.lineage.tracking import METRIC_KEYS, REQUIRED_LINEAGE
 
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ import pandas as pd
 
 from predictflow.base.errors import StageError
 from predictflow.core import data
+from predictflow.core.cleaning import clean
 from predictflow.core.params import PrepareParams
-from predictflow.core.schema import clean, read_raw
+from predictflow.core.rawfile import read_raw
 from predictflow.lineage import evidence
 
 if TYPE_CHECKING:

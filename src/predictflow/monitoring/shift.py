@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from predictflow.base.errors import StageError
+from predictflow.core.cleaning import clean
 from predictflow.core.params import DriftParams
-from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, clean, read_raw
+from predictflow.core.rawfile import read_raw
+from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from predictflow.core.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
 
 if TYPE_CHECKING:

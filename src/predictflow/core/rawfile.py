@@ -1,0 +1,148 @@
+"""Reading a raw CSV file as strings (`read_raw`), every way it can be unreadable one line.
+
+Empty, binary, not UTF-8 (naming the line and bytes), not comma-separated, repeated column names,
+malformed CSV: each is a `DataContractError` naming the file. Blank lines are dropped without
+renumbering, so later errors keep the true line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import pandas as pd
+
+from predictflow.core.schema import DataContractError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
+
+class Digesting:
+    """A binary file read through `hashlib` as it is read: the md5 of exactly the bytes parsed,
+    however the file at that path changes meanwhile (an atomic `mv` leaves this handle on the
+    file it opened)."""
+
+    def __init__(self, handle: BinaryIO, digest: Hash) -> None:
+        self.handle, self.digest = handle, digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:  # pandas takes only what has `read` and `__iter__`
+        return iter(lambda: self.read(65536), b"")
+
+
+def read_raw(
+    path: Path | str, chunksize: int | None = None, digest: Hash | None = None
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """Read a raw CSV as strings (no type guessing), or an iterator of chunks if `chunksize`.
+
+    The file is opened once; with `digest`, every byte parsed is fed to it as it is read.
+    """
+    source = str(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
+        head = handle.read(65536)
+        handle.seek(0)
+    except FileNotFoundError:
+        raise DataContractError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise DataContractError(f"{source}: is a directory, expected a CSV file") from None
+    try:
+        _check_head(head, source)
+    except DataContractError:
+        handle.close()
+        raise
+    reader = Digesting(handle, digest) if digest is not None else handle
+    with _as_contract_errors(source):
+        frames = pd.read_csv(
+            reader,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8",
+            # kept so a row's index stays its record number; dropped in `_drop_blank_rows`
+            skip_blank_lines=False,
+            chunksize=chunksize,
+        )
+        if chunksize is None:
+            with handle:
+                return _drop_blank_rows(frames)
+    return _chunks(frames, source, handle)
+
+
+def _check_head(head: bytes, source: str) -> None:
+    """What the first 64 KiB tell: empty, binary, not UTF-8, not comma-separated, repeated
+    column names."""
+    if not head.strip():
+        raise DataContractError(f"{source}: file is empty, expected a CSV header and rows")
+    if b"\x00" in head:
+        raise DataContractError(f"{source}: binary data (NUL bytes), expected UTF-8 CSV text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a character cut at the 64 KiB boundary
+            raise _not_utf8(source) from None
+    header_line = head.splitlines()[0].decode("utf-8", errors="replace")
+    if "," not in header_line:
+        sniffed = next((d for d in ";\t|" if d in header_line), None)
+        hint = f"; it looks {sniffed!r}-delimited" if sniffed else ""
+        raise DataContractError(f"{source}: expected a comma-separated header{hint}")
+    header = [name.strip() for name in next(csv.reader([header_line]))]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:  # pandas would silently rename the second one to `name.1`
+        raise DataContractError(f"{source}: duplicated column(s): {', '.join(repeated)}")
+
+
+@contextmanager
+def _as_contract_errors(source: str) -> Iterator[None]:
+    """Decoding and parsing failures are the file's fault: say so in one line."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise _not_utf8(source) from None
+    except (pd.errors.ParserError, csv.Error) as err:
+        message = " ".join(str(err).split())
+        raise DataContractError(f"{source}: not a well-formed CSV ({message})") from None
+
+
+def _not_utf8(source: str) -> DataContractError:
+    """Name the first line holding bytes that are not UTF-8, and the bytes themselves.
+
+    pandas reports an offset into its own buffer, which means nothing to the user, so the
+    file is read again line by line (a newline byte is never part of a UTF-8 sequence).
+    """
+    with open(source, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                bad = raw[err.start : err.end]
+                shown = " ".join(f"0x{byte:02X}" for byte in bad)
+                noun = "byte" if len(bad) == 1 else "bytes"
+                return DataContractError(
+                    f"{source}: line {number}: {noun} {shown} is not UTF-8; save the file as UTF-8"
+                )
+    return DataContractError(f"{source}: not UTF-8 text; save the file as UTF-8")
+
+
+def _chunks(
+    reader: Iterator[pd.DataFrame], source: str, handle: BinaryIO
+) -> Iterator[pd.DataFrame]:
+    """Chunks are parsed lazily, so their errors surface during iteration: convert them there."""
+    with handle, _as_contract_errors(source):
+        for chunk in reader:
+            yield _drop_blank_rows(chunk)
+
+
+def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop empty lines without renumbering, so error messages keep the true line numbers."""
+    if frame.empty:
+        return frame
+    return frame[(frame != "").any(axis=1)]
