@@ -28,7 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from predictflow.lineage import evidence
-from predictflow.ops import report_facts, report_render
+from predictflow.ops import report_build, report_facts, report_render
 
 from .conftest import (
     BIN,
@@ -101,23 +101,23 @@ def test_stage_order_follows_the_edges_not_the_file() -> None:
             "a": {"cmd": "x", "deps": ["raw.csv"], "outs": [{"mid": {"cache": False}}]},
         }
     }
-    pipeline = report_facts.pipeline_graph(spec, tracked={"raw.csv"})
+    pipeline = report_build.pipeline_graph(spec, tracked={"raw.csv"})
     assert pipeline.nodes == ("raw.csv.dvc", "a", "b")
     assert pipeline.edges == (("a", "b"), ("raw.csv.dvc", "a"))
 
 
 def test_default_version_is_production_then_staging_then_newest() -> None:
     assert (
-        report_facts.default_version([view(3), view(2, ["staging"]), view(1, ["production"])]) == 1
+        report_build.default_version([view(3), view(2, ["staging"]), view(1, ["production"])]) == 1
     )
-    assert report_facts.default_version([view(3), view(2, ["staging"]), view(1)]) == 2
-    assert report_facts.default_version([view(3), view(2), view(1)]) == 3
+    assert report_build.default_version([view(3), view(2, ["staging"]), view(1)]) == 2
+    assert report_build.default_version([view(3), view(2), view(1)]) == 3
 
 
 def test_best_values_know_log_loss_is_lower_and_ties_have_no_best() -> None:
-    best = report_facts.best_values([view(2, roc_auc=0.9), view(1, roc_auc=0.7)])
+    best = report_build.best_values([view(2, roc_auc=0.9), view(1, roc_auc=0.7)])
     assert best == {"roc_auc": 0.9, "log_loss": pytest.approx(0.1)}
-    assert report_facts.best_values([view(2), view(1)]) == {}
+    assert report_build.best_values([view(2), view(1)]) == {}
 
 
 def test_a_version_without_lineage_tags_is_said_plainly() -> None:
@@ -128,14 +128,14 @@ def test_a_version_without_lineage_tags_is_said_plainly() -> None:
         model_md5=None,
         missing_lineage=["git_commit", "git_dirty", "data_md5", "model_md5"],
     )
-    built = report_facts.Report(
+    built = report_build.Report(
         model="churn-predictor",
         generated="now",
         ui=UI_BASE,
         views=[bare, view(1, ["staging"])],
         registered={2: "", 1: ""},
         selected=2,
-        pipeline=report_facts.pipeline_graph(
+        pipeline=report_build.pipeline_graph(
             {"stages": {"prepare": {"cmd": "x", "deps": ["data/customers.csv"]}}},
             tracked={"data/customers.csv"},
         ),
@@ -149,7 +149,7 @@ def test_a_version_without_lineage_tags_is_said_plainly() -> None:
     assert "no data md5 recorded for this version" in page
     assert "evaluation/roc.png was not logged to this run" in page
     assert built.facts()["warnings"] and built.facts()["missing_plots"] == sorted(
-        report_facts.PLOTS
+        report_build.PLOTS
     )
 
 
@@ -162,8 +162,8 @@ def test_register_hashes_from_an_earlier_run_are_not_shown_as_this_versions() ->
             "params": {},
         },
     }
-    pipeline = report_facts.Pipeline(nodes=("train", "register", "evaluate"), edges=())
-    rows = {row.name: row for row in report_facts.stage_outs(view(4, stages=stages), pipeline)}
+    pipeline = report_build.Pipeline(nodes=("train", "register", "evaluate"), edges=())
+    rows = {row.name: row for row in report_build.stage_outs(view(4, stages=stages), pipeline)}
     assert rows["train"].outs == {"models/model.pkl": "new"} and not rows["train"].note
     assert rows["register"].outs == {} and "an earlier run's entry" in rows["register"].note
     assert "registered version 4" in rows["register"].note
@@ -180,7 +180,7 @@ def test_the_graph_layout_keeps_the_declared_order_among_ready_stages() -> None:
             "c": {"cmd": "x", "outs": ["other"]},
         }
     }
-    pipeline = report_facts.pipeline_graph(spec, tracked={"raw.csv"})
+    pipeline = report_build.pipeline_graph(spec, tracked={"raw.csv"})
     assert pipeline.nodes == ("raw.csv.dvc", "a", "b", "c")
     layout = report_render.graph_layout(pipeline)
     assert layout is not None and [box.name for box in layout.boxes] == list(pipeline.nodes)
@@ -191,19 +191,19 @@ def test_the_graph_layout_keeps_the_declared_order_among_ready_stages() -> None:
             "b": {"cmd": "x", "deps": ["x"], "outs": ["y"]},
         }
     }
-    assert report_facts.pipeline_graph(cyclic, tracked=set()).nodes == ("a", "b")  # declared order
+    assert report_build.pipeline_graph(cyclic, tracked=set()).nodes == ("a", "b")  # declared order
 
 
 def test_values_are_escaped_and_an_empty_drift_history_says_how_to_start_one() -> None:
     hostile = view(1, ["staging"], params={"<script>": 'x" onload="y'})
-    built = report_facts.Report(
+    built = report_build.Report(
         model="churn-predictor",
         generated="now",
         ui=UI_BASE,
         views=[hostile],
         registered={1: "<b>t</b>"},
         selected=1,
-        pipeline=report_facts.Pipeline(nodes=(), edges=()),
+        pipeline=report_build.Pipeline(nodes=(), edges=()),
         plots={},
     )
     page = report_render.render(built)
@@ -272,7 +272,7 @@ def test_report_shows_versions_lineage_stages_and_figures(pipeline_repo: Path, r
     assert facts["selected"] == 1
     assert facts["selected_aliases"] == ["staging"]  # nothing holds production: staging wins
     assert facts["stages"] == list(CHAIN)
-    assert facts["plots"] == sorted(report_facts.PLOTS) and facts["missing_plots"] == []
+    assert facts["plots"] == sorted(report_build.PLOTS) and facts["missing_plots"] == []
     assert facts["warnings"] == []
     assert not list(out.parent.glob(".*.tmp"))  # written atomically, nothing left beside it
 

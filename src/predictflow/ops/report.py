@@ -22,7 +22,8 @@ from predictflow.core.io import atomic_path
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-from predictflow.ops.report_facts import GENERATOR, Report, collect
+from predictflow.ops.report_build import GENERATOR, Report
+from predictflow.ops.report_facts import collect
 from predictflow.ops.report_render import render
 
 __all__ = ["GENERATOR", "publish", "write"]

@@ -16,7 +16,7 @@ from predictflow.lineage.tracking import METRIC_KEYS
 if TYPE_CHECKING:
     pass
 
-from predictflow.ops.report_facts import (
+from predictflow.ops.report_build import (
     DRIFT_RUNS_PER_VERSION,
     GENERATOR,
     PLOT_DIR,
