@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from predictflow.base.errors import StoreError
 from predictflow.lineage import evidence, tracking
 from predictflow.ops import migrate
 
@@ -276,7 +277,7 @@ def test_doctor_reports_a_locked_store_busy_and_moves_nothing(project: Path, fix
 @pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
 def test_a_busy_wait_that_is_not_a_duration_is_refused(monkeypatch, value: str) -> None:
     monkeypatch.setenv(tracking.BUSY_ENV, value)
-    with pytest.raises(tracking.StoreError, match=f"PREDICTFLOW_STORE_BUSY_TIMEOUT='{value}'"):
+    with pytest.raises(StoreError, match=f"PREDICTFLOW_STORE_BUSY_TIMEOUT='{value}'"):
         tracking.busy_timeout()
 
 

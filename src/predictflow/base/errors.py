@@ -1,9 +1,9 @@
 """The one user-error type: a mistake the user can fix, reported as one line, no traceback.
 
 Every error meant for the user derives from `UserError`; `predictflow` and `stage.run` catch
-only it. `StageError` and `RegistryError` are its two named kinds, kept here so that any module
-can raise them without importing the layer that catches them. Anything else (a KeyError, a
-TypeError) is a bug and keeps its traceback.
+only it. `StageError` (with `StoreError`, a store unusable now) and `RegistryError` are its named
+kinds, kept here so that any module can raise them without importing the layer that catches
+them. Anything else (a KeyError, a TypeError) is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class UserError(Exception):
 
 class StageError(UserError):
     """A stage or command refuses to go on; the message says why and what to do."""
+
+
+class StoreError(StageError):
+    """The store cannot be used now: unreachable, locked by another process, or moved."""
 
 
 class RegistryError(UserError):

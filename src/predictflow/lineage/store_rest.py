@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from predictflow.base.errors import RegistryError
+from predictflow.base.errors import RegistryError, StoreError
 from predictflow.lineage.reader import NotFound, RunFacts, Version, canonical_stage, local_artifact
 
 if TYPE_CHECKING:
@@ -94,7 +94,6 @@ class RestReader:
         import requests
 
         from predictflow.lineage import access
-        from predictflow.lineage.tracking import StoreError
 
         try:
             response = self.session.get(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from predictflow.base.errors import StoreError
 from predictflow.lineage.reader import (
     LATEST_ALIAS,
     NotFound,
@@ -42,7 +43,7 @@ class SqliteReader:
         The store's one connection: it waits out another process's lock (`tracking.check_free`,
         at most `timeout` s, then the busy line) before anything is read.
         """
-        from predictflow.lineage.tracking import StoreError, check_free
+        from predictflow.lineage.tracking import check_free
 
         if not path.is_file():
             return cls(None, path)
@@ -65,7 +66,6 @@ class SqliteReader:
 
     def _rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         """Rows of one query; a store that turns unreadable midway is one line, as in `open`."""
-        from predictflow.lineage.tracking import StoreError
 
         if self.db is None:
             return []

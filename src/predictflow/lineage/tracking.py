@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
-from predictflow.base.errors import StageError
+from predictflow.base.errors import StoreError
 from predictflow.lineage.evidence import file_md5, workspace_root
 from predictflow.lineage.names import EXPERIMENT, EXPERIMENT_KIND
 
@@ -143,10 +143,6 @@ def store_lock(root: Path, name: str = "store") -> Iterator[None]:
     store_dir(root).mkdir(parents=True, exist_ok=True)
     with FileLock(store_dir(root) / f".{name}.lock"):  # flock: freed if the process dies
         yield
-
-
-class StoreError(StageError):
-    """The store cannot be used now: unreachable, locked by another process, or moved."""
 
 
 # MLflow retries a failed request 7 times with a 120 s timeout each (minutes against a dead

@@ -10,6 +10,7 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+from predictflow.base.errors import StoreError
 from predictflow.lineage import tracking
 from predictflow.ops.doctor_finding import Finding
 from predictflow.ops.doctor_repair import (
@@ -134,7 +135,7 @@ def _check_server(uri: str) -> Finding:
 
     try:
         tracking.reach(uri)
-    except tracking.StoreError as err:
+    except StoreError as err:
         return Finding("tracking store", "problem", str(err), "start the server or fix the URI")
     try:
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
