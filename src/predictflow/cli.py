@@ -522,8 +522,9 @@ role_option = click.option("--role", required=True, type=click.Choice(ROLES))
 def access_whoami(as_json: bool) -> None:
     """The login the server accepts from your credentials, and its role."""
     from predictflow.lineage import access as access_
+    from predictflow.lineage.server import team_server
 
-    facts = access_.whoami(*access_.team_server())
+    facts = access_.whoami(*team_server())
     emit(facts, as_json, f"{facts['user']} on {facts['server']}: {facts['role']}")
 
 
@@ -541,9 +542,10 @@ def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> Non
     import getpass
 
     from predictflow.lineage import access as access_
+    from predictflow.lineage.server import team_server
 
     access_.check_user_name(user)  # before the prompt: a blank name is never created
-    uri, _ = access_.team_server()
+    uri, _ = team_server()
     password = (
         sys.stdin.readline().rstrip("\n")
         if password_stdin
@@ -560,8 +562,9 @@ def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> Non
 def access_grant(user: str, role: str, as_json: bool) -> None:
     """Give an existing USER a role (replaces the one they had)."""
     from predictflow.lineage import access as access_
+    from predictflow.lineage.server import team_server
 
-    uri, _ = access_.team_server()
+    uri, _ = team_server()
     facts = access_.grant(uri, user, role)
     emit(facts, as_json, f"{user}: {role} on {access_.server_of(uri)}")
 

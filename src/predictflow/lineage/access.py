@@ -369,27 +369,6 @@ def add_user(uri: str, user: str, password: str, role: str) -> dict[str, str]:
     return grant(uri, user, role)
 
 
-def team_server() -> tuple[str, Caller]:
-    """The team server's URI and the caller it verified; a user error when the store is local
-    or the server does not authenticate."""
-    from predictflow.lineage import tracking
-
-    uri = tracking.tracking_uri(tracking.store_root())
-    if not is_server(uri):
-        raise AccessError(
-            f"{uri} is a local store: users and roles live on a team server; set "
-            "MLFLOW_TRACKING_URI to it (and an admin's MLFLOW_TRACKING_USERNAME / PASSWORD)"
-        )
-    tracking.probe_server(uri)  # one line naming the server, not a traceback quoting its URI
-    me = caller(uri)
-    if not me.verified:
-        raise AccessError(
-            f"{server_of(uri)} runs without authentication, so it has no users or roles: "
-            "restart it with `make server` (auth is on unless PREDICTFLOW_INSECURE_NO_AUTH=1)"
-        )
-    return uri, me
-
-
 def whoami(uri: str, me: Caller) -> dict[str, object]:
     """The login the server accepted from the caller's credentials, and its role."""
     role = "admin" if me.is_admin else role_of(uri, me.name)
