@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 
 from predictflow.core import paths
-from predictflow.core.cleaning import clean_file
 from predictflow.core.data import prepare_metrics, split_batches, split_indices
 from predictflow.core.io import atomic_path, write_batches, write_json
 from predictflow.core.params import load_params
+from predictflow.core.rawfile import clean_file
 from predictflow.core.schema import TARGET
 from predictflow.lineage import stage
 

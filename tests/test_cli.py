@@ -111,8 +111,8 @@ def test_the_command_line_imports_nothing_heavy_before_a_command_needs_it(tmp_pa
 
 
 def test_the_literal_defaults_match_their_sources() -> None:
-    """cli.py repeats a few constants so that `--help` imports nothing heavy."""
-    from predictflow import cli
+    """The commands repeat a few constants so that `--help` imports nothing heavy."""
+    from predictflow.commands import common as cli
     from predictflow.core import paths, scoring
     from predictflow.lineage import access, names
     from predictflow.ops import rawdata, synth

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from predictflow.core.cleaning import as_written, clean, clean_file
+from predictflow.core.cleaning import as_written, clean
 from predictflow.core.data import prepare_metrics, split, split_batches, split_indices
 from predictflow.core.io import write_batches
 from predictflow.core.params import load_params
-from predictflow.core.rawfile import read_raw
+from predictflow.core.rawfile import clean_file, read_raw
 from predictflow.core.schema import TARGET, DataContractError
 from predictflow.ops.synth import write_csv
 

@@ -70,12 +70,13 @@ def test_the_cli_masks_its_error_line_and_its_output(
 ) -> None:
     from predictflow import cli
     from predictflow.base.errors import UserError
+    from predictflow.commands.common import emit
 
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-in-the-env")
 
     @cli.cli.command("leaky-test")
     def leaky() -> None:
-        cli.emit({"uri": "http://u:pw-in-uri@h"}, True, "")
+        emit({"uri": "http://u:pw-in-uri@h"}, True, "")
         logging.getLogger("predictflow").warning("retrying with %s", "pw-in-the-env")
         raise UserError("server http://u:pw-in-uri@h refused pw-in-the-env")
 

@@ -11,89 +11,32 @@ Imports are lazy: `--help`, `lineage`, `doctor` and `access whoami` load only wh
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from predictflow.base import errors  # errors, paths: constants and small helpers only
 from predictflow.base.errors import MACHINE_ERRORS, UserError
 from predictflow.base.redact import mask_logs, redact
-from predictflow.core import paths
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    pass
 
-log = logging.getLogger("predictflow")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# Literal copies keep `--help` free of heavy imports; tests hold them equal to the sources.
-MODEL_NAME = "churn-predictor"  # names.MODEL_NAME
-DEFAULT_MODEL = f"models:/{MODEL_NAME}@production"
-RAW_DATA = paths.RAW_DATA
-CHUNK_ROWS = 100_000  # scoring.DEFAULT_CHUNK_ROWS
-ROLES = ("reader", "experimenter", "releaser")  # access.ROLES
-SYNTH_ROWS, SYNTH_SEED = 7043, 42  # synth.DEFAULT_ROWS, synth.DEFAULT_SEED
-VERSION_HELP = "models:/churn-predictor@production, models:/churn-predictor/3 or 3"
-
-
-# --- options shared by several commands --------------------------------------------------------
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print facts as JSON.")
-
-
-def _at_least_one(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
-    if value < 1:
-        raise UserError(f"--chunk-rows {value}: must be at least 1")
-    return value
-
-
-def chunk_rows_option(what: str) -> Callable[[F], F]:
-    """`--chunk-rows`: how much of a CSV is in memory at once (memory stays flat)."""
-    return click.option(
-        "--chunk-rows",
-        type=int,
-        default=CHUNK_ROWS,
-        show_default=True,
-        callback=_at_least_one,
-        help=f"{what} at a time: memory stays flat.",
-    )
-
-
-def model_option(what: str) -> Callable[[F], F]:
-    """`--model`: a registered version, by URI or number."""
-    return click.option(
-        "--model", default=DEFAULT_MODEL, show_default=True, metavar="URI", help=what
-    )
-
-
-def model_uri_argument(f: F) -> F:
-    """An optional MODEL_URI; the default is the newest registered version."""
-    return click.argument("model_uri", required=False, default=None, metavar="[MODEL_URI]")(f)
-
-
-def emit(facts: dict[str, Any], as_json: bool, text: str) -> None:
-    """A command's output: the facts as JSON, or the text for a person (credentials masked)."""
-    click.echo(redact(json.dumps(facts, indent=2, sort_keys=True) if as_json else text))
-
-
-def registry_client() -> MlflowClient:
-    from predictflow.lineage import registry
-
-    return registry.open_client()
-
-
-def workspace() -> Path:
-    from predictflow.lineage import evidence
-
-    return evidence.workspace_root()
-
+from predictflow.commands.access import access
+from predictflow.commands.common import (
+    emit,
+    json_option,
+    log,
+    model_uri_argument,
+    registry_client,
+    workspace,
+)
+from predictflow.commands.data import data
+from predictflow.commands.scoring import drift, evaluate_batch, predict
 
 # --- the command group -------------------------------------------------------------------------
 
@@ -119,196 +62,6 @@ def cli(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO if sys.stderr.isatty() else logging.WARNING
     configure_logging("predictflow", level)
     mask_logs()
-
-
-@cli.group()
-def data() -> None:
-    """Raw data: generate, restore or compare it."""
-
-
-@data.command("synth")
-@click.option("--rows", type=int, default=SYNTH_ROWS, show_default=True, help="Customers.")
-@click.option("--seed", type=int, default=SYNTH_SEED, show_default=True, help="Random seed.")
-@click.option("--out", type=Path, default=RAW_DATA, show_default=True, help="Output CSV.")
-@click.option("--force", is_flag=True, help="Replace an existing file, even one DVC tracks.")
-@json_option
-def data_synth(rows: int, seed: int, out: Path, force: bool, as_json: bool) -> None:
-    """Write a synthetic data set in the raw layout (byte-identical per arguments)."""
-    from predictflow.ops import rawdata
-
-    facts = rawdata.write_synthetic(out, rows, seed, force)
-    emit(facts, as_json, f"wrote {rows} rows to {out} (md5 {facts['md5']})")
-
-
-@data.command("ensure")
-@click.option("--path", type=Path, default=RAW_DATA, show_default=True, help="DVC-tracked file.")
-@json_option
-def data_ensure(path: Path, as_json: bool) -> None:
-    """Restore missing raw data to its .dvc pin: dvc pull, else regenerate it.
-
-    A file that differs from the pin is never replaced.
-    """
-    from predictflow.ops import rawdata
-
-    how = rawdata.ensure(workspace(), path)
-    emit({"path": str(path), "source": how}, as_json, f"{path}: {how}")
-
-
-@data.command("diff")
-@click.argument("a")
-@click.argument("b")
-@click.option("--path", type=Path, default=RAW_DATA, show_default=True, help="DVC-tracked file.")
-@json_option
-def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
-    """Rows added / removed / changed and per-column shifts from data version A to B.
-
-    A and B are each a git revision (the .dvc pin there), a DVC md5 or a registered version
-    (models:/churn-predictor/3, models:/churn-predictor@production: the data its lineage pins).
-    Both are read from the DVC cache or the default remote, never from git or the workspace.
-    Rows are matched by customerID; shifts use drift's statistics and thresholds (params.yaml
-    drift), B against A. Exit 0: a diff is information, not a verdict.
-    """
-    from predictflow.core.params import load_params
-    from predictflow.monitoring import datadiff
-
-    root = workspace()
-    params = load_params(root / "params.yaml")
-    old, new = (datadiff.resolve(spec, root, str(path), registry_client) for spec in (a, b))
-    facts = datadiff.diff(root, old, new, params.drift, params.base.seed)
-    emit(facts, as_json, datadiff.render(facts))
-
-
-@cli.command()
-@model_option("Any MLflow model URI or version number.")
-@click.option("--input", "input_", type=Path, required=True, help="CSV in the raw layout.")
-@click.option("--output", type=Path, required=True, help="CSV to write the scores to.")
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help="Label threshold (default: evaluate.threshold from params.yaml).",
-)
-@click.option(
-    "--shadow",
-    default=None,
-    metavar="URI",
-    help="A challenger scored on every row too: columns shadow_churn_probability and "
-    "shadow_churn_predicted, agreement on stdout and as a churn-monitoring run.",
-)
-@chunk_rows_option("Rows scored")
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace an existing --output that predict did not write (or that was edited since).",
-)
-@json_option
-def predict(
-    model: str,
-    input_: Path,
-    output: Path,
-    threshold: float | None,
-    shadow: str | None,
-    chunk_rows: int,
-    force: bool,
-    as_json: bool,
-) -> None:
-    """Score a raw-layout CSV with a registered model (streams in chunks).
-
-    Raw-layout CSV in (Churn optional, extra columns ignored), CSV out with customerID,
-    churn_probability, churn_predicted. Beside it, OUTPUT.json records which versions scored
-    it and with which threshold (what `evaluate-batch` reads when the labels arrive).
-    """
-    from predictflow.monitoring.record import check_outputs
-    from predictflow.monitoring.shadow import predict_file
-
-    # Refused before the model loads (seconds): values no user means, an output over the input.
-    if threshold is not None and not 0.0 <= threshold <= 1.0:  # nan fails both
-        raise UserError(f"--threshold {threshold}: must be a probability in [0, 1]")
-    check_outputs(output, input_, force)  # the scores and the record beside them
-    facts, notes, text = predict_file(
-        registry_client(), model, input_, output, threshold, chunk_rows, as_json, shadow
-    )
-    for note in notes:
-        log.warning(note)
-    emit(facts, as_json, text)
-
-
-@cli.command("evaluate-batch")
-@click.option("--input", "input_", type=Path, help="CSV written by `predictflow predict`.")
-@click.option("--labels", type=Path, default=None, help="CSV with the labels (Churn: 0/1/Yes/No).")
-@click.option(
-    "--on", default="customerID", show_default=True, help="Column joining --labels to --input."
-)
-@click.option(
-    "--record", type=Path, default=None, help="The record predict wrote (default: INPUT.json)."
-)
-@click.option("--cohort", default=None, help="Cohort name (default: the input's md5, 12 hex).")
-@click.option("--history", is_flag=True, help="List the realized metrics of every cohort.")
-@json_option
-def evaluate_batch(
-    input_: Path | None,
-    labels: Path | None,
-    on: str,
-    record: Path | None,
-    cohort: str | None,
-    history: bool,
-    as_json: bool,
-) -> None:
-    """Realized metrics of the versions that scored a batch, once its labels arrive.
-
-    Reads a file `predict` wrote (with Churn filled in, or joined from --labels on --on) and
-    the scoring record beside it (INPUT.json), computes each version's ROC AUC, PR AUC,
-    accuracy, precision, recall (at the threshold used), Brier, rows and churn rate on that
-    cohort, and records them as a churn-monitoring run per version and a version tag
-    realized.<cohort>. --history lists every recorded cohort.
-    """
-    from predictflow.monitoring import realized
-
-    if history:
-        given = [
-            f"--{n}"
-            for n, v in (
-                ("input", input_),
-                ("labels", labels),
-                ("record", record),
-                ("cohort", cohort),
-            )
-            if v is not None
-        ]
-        if given:  # --history lists every cohort; it filters by none of these
-            raise click.UsageError(
-                f"--history lists every recorded cohort: drop {', '.join(given)}"
-            )
-        rows = realized.history(registry_client())
-        emit({"history": rows}, as_json, realized.render_history(rows))
-        return
-    if input_ is None:
-        raise click.UsageError("--input is required (or --history to list what was recorded)")
-    facts = realized.evaluate_batch(registry_client(), input_, labels, on, record, cohort)
-    emit(facts, as_json, realized.render_realized(facts))
-
-
-@cli.command()
-@click.option("--input", "input_", type=Path, required=True, help="Batch CSV in the raw layout.")
-@model_option("Version or models:/ URI.")
-@chunk_rows_option("Batch rows read")
-@json_option
-def drift(input_: Path, model: str, chunk_rows: int, as_json: bool) -> None:
-    """Compare a batch with the exact training data of a version (exit 3 on drift).
-
-    The reference is the train split of the data the version's lineage pins (data_md5 -> DVC
-    cache or remote -> the same cleaning and split as prepare), not the workspace's file. Per
-    feature: PSI and a KS (numeric) or chi-square (categorical) test, the share of unseen
-    categories, and the PSI of the model's scores; thresholds from the drift section of
-    params.yaml. Logged as a run in the churn-monitoring experiment. Exit 0 no drift, 3 drift,
-    1 error.
-    """
-    from predictflow.monitoring import drift as drift_
-
-    facts = drift_.check(registry_client(), workspace(), model, input_, chunk_rows)
-    emit(facts, as_json, drift_.render(facts))
-    if facts["verdict"] == "drift":
-        sys.exit(drift_.DRIFT_EXIT)
 
 
 @cli.command()
@@ -503,70 +256,11 @@ def store_migrate(target: str, source: str | None, as_json: bool) -> None:
     emit(summary.as_dict(), as_json, summary.render())
 
 
-@cli.group()
-def access() -> None:
-    """Team server: create users, grant roles reader / experimenter / releaser.
-
-    Against MLFLOW_TRACKING_URI with an admin's MLFLOW_TRACKING_USERNAME /
-    MLFLOW_TRACKING_PASSWORD. reader: READ on the experiment and the model; experimenter: EDIT
-    on both (log runs, register, move staging); releaser: EDIT on the experiment, MANAGE on the
-    model (also moves production).
-    """
-
-
-role_option = click.option("--role", required=True, type=click.Choice(ROLES))
-
-
-@access.command("whoami")
-@json_option
-def access_whoami(as_json: bool) -> None:
-    """The login the server accepts from your credentials, and its role."""
-    from predictflow.lineage import access as access_
-    from predictflow.lineage.server import team_server
-
-    facts = access_.whoami(*team_server())
-    emit(facts, as_json, f"{facts['user']} on {facts['server']}: {facts['role']}")
-
-
-@access.command("add")
-@click.argument("user")
-@role_option
-@click.option(
-    "--password-stdin",
-    is_flag=True,
-    help="Read the password from the first line of stdin (default: prompt).",
-)
-@json_option
-def access_add(user: str, role: str, password_stdin: bool, as_json: bool) -> None:
-    """Create USER (a login name) with a role."""
-    import getpass
-
-    from predictflow.lineage import access as access_
-    from predictflow.lineage.server import team_server
-
-    access_.check_user_name(user)  # before the prompt: a blank name is never created
-    uri, _ = team_server()
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else getpass.getpass(f"password for {user}: ")
-    )
-    facts = access_.add_user(uri, user, password, role)
-    emit(facts, as_json, f"{user}: {role} on {access_.server_of(uri)}")
-
-
-@access.command("grant")
-@click.argument("user")
-@role_option
-@json_option
-def access_grant(user: str, role: str, as_json: bool) -> None:
-    """Give an existing USER a role (replaces the one they had)."""
-    from predictflow.lineage import access as access_
-    from predictflow.lineage.server import team_server
-
-    uri, _ = team_server()
-    facts = access_.grant(uri, user, role)
-    emit(facts, as_json, f"{user}: {role} on {access_.server_of(uri)}")
+# `--help` lists the commands by name, wherever they are defined.
+cli.add_command(data)
+for command in (predict, evaluate_batch, drift):
+    cli.add_command(command)
+cli.add_command(access)
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -1,19 +1,17 @@
 """Cleaning under the contract (`schema`): a raw string frame made typed, trimmed and ordered.
 
-`clean` checks one frame (strict for training, lenient for scoring); `clean_file` cleans a whole
-file in chunks, held compactly; `clean_features` is what the served model applies to a client's
+`clean` checks one frame (strict for training, lenient for scoring; `rawfile.clean_file` runs it
+over a whole file in chunks); `clean_features` is what the served model applies to a client's
 rows. Every violation is one line (`schema.fail`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from predictflow.core.rawfile import read_raw
 from predictflow.core.schema import (
     CATEGORIES,
     FEATURES,
@@ -30,7 +28,7 @@ from predictflow.core.schema import (
 )
 
 if TYPE_CHECKING:
-    from hashlib import _Hash as Hash
+    pass
 
 
 @dataclass
@@ -161,11 +159,11 @@ def clean(
     report.rows_dropped_total_charges = int(drop.sum())
     result = result[~drop]
     if require_target and whole_file:
-        _check_usable(result, source)
+        check_usable(result, source)
     return result, report
 
 
-def _check_usable(result: pd.DataFrame, source: str) -> None:
+def check_usable(result: pd.DataFrame, source: str) -> None:
     """Training needs rows left after cleaning, of both classes."""
     if result.empty:
         raise DataContractError(f"{source}: no usable rows left after cleaning")
@@ -178,43 +176,7 @@ def _check_usable(result: pd.DataFrame, source: str) -> None:
         )
 
 
-def clean_file(
-    path: Path | str, chunk_rows: int, digest: Hash | None = None
-) -> tuple[pd.DataFrame, CleanReport]:
-    """The strict `clean` of a whole raw file, read and cleaned `chunk_rows` rows at a time.
-
-    The same rows and values as `clean(read_raw(path), ...)`, held compactly: the category
-    columns as pandas categoricals (`as_written` turns rows back into the `clean` layout), so
-    memory stays far below that of the file's strings. Each chunk is checked as it is read
-    (the first bad chunk names its error); the checks that need every row (ids unique across
-    chunks, rows left, both classes) run once at the end, with the same messages.
-    """
-    source = str(path)
-    report = CleanReport()
-    parts: list[pd.DataFrame] = []
-    ids: list[pd.Series] = []
-    for chunk in read_raw(path, chunksize=chunk_rows, digest=digest):
-        part, chunk_report = clean(chunk, source, whole_file=False)
-        report.add(chunk_report)
-        ids.append(chunk.rename(columns=lambda c: c.strip())[ID].str.strip())
-        parts.append(part.astype(_COMPACT))
-    if not report.rows_read:  # no rows at all: the whole-file path says what is wrong
-        return clean(read_raw(path), source)
-    all_ids = pd.concat(ids)
-    del ids
-    codes, _ = all_ids.factorize()  # integer codes: no Python string per id
-    duplicated = pd.Series(codes, index=all_ids.index).duplicated()
-    if duplicated.any():
-        index = duplicated.idxmax()
-        fail(source, ID, index, all_ids[index], "duplicated customer id")
-    del all_ids, codes, duplicated
-    result = pd.concat(parts)
-    del parts
-    _check_usable(result, source)
-    return result, report
-
-
-_COMPACT = {column: pd.CategoricalDtype(list(allowed)) for column, allowed in CATEGORIES.items()}
+COMPACT = {column: pd.CategoricalDtype(list(allowed)) for column, allowed in CATEGORIES.items()}
 
 
 def as_written(rows: pd.DataFrame) -> pd.DataFrame:

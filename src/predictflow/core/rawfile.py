@@ -1,4 +1,5 @@
-"""Reading a raw CSV file as strings (`read_raw`), every way it can be unreadable one line.
+"""Reading a raw CSV file as strings (`read_raw`), every way it can be unreadable one line, and
+the strict clean of a whole file, chunk by chunk (`clean_file`, what `prepare` runs).
 
 Empty, binary, not UTF-8 (naming the line and bytes), not comma-separated, repeated column names,
 malformed CSV: each is a `DataContractError` naming the file. Blank lines are dropped without
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
-from predictflow.core.schema import DataContractError
+from predictflow.core.cleaning import COMPACT, check_usable, clean
+from predictflow.core.schema import ID, CleanReport, DataContractError, fail
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
@@ -146,3 +148,39 @@ def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     return frame[(frame != "").any(axis=1)]
+
+
+def clean_file(
+    path: Path | str, chunk_rows: int, digest: Hash | None = None
+) -> tuple[pd.DataFrame, CleanReport]:
+    """The strict `clean` of a whole raw file, read and cleaned `chunk_rows` rows at a time.
+
+    The same rows and values as `clean(read_raw(path), ...)`, held compactly: the category
+    columns as pandas categoricals (`as_written` turns rows back into the `clean` layout), so
+    memory stays far below that of the file's strings. Each chunk is checked as it is read
+    (the first bad chunk names its error); the checks that need every row (ids unique across
+    chunks, rows left, both classes) run once at the end, with the same messages.
+    """
+    source = str(path)
+    report = CleanReport()
+    parts: list[pd.DataFrame] = []
+    ids: list[pd.Series] = []
+    for chunk in read_raw(path, chunksize=chunk_rows, digest=digest):
+        part, chunk_report = clean(chunk, source, whole_file=False)
+        report.add(chunk_report)
+        ids.append(chunk.rename(columns=lambda c: c.strip())[ID].str.strip())
+        parts.append(part.astype(COMPACT))
+    if not report.rows_read:  # no rows at all: the whole-file path says what is wrong
+        return clean(read_raw(path), source)
+    all_ids = pd.concat(ids)
+    del ids
+    codes, _ = all_ids.factorize()  # integer codes: no Python string per id
+    duplicated = pd.Series(codes, index=all_ids.index).duplicated()
+    if duplicated.any():
+        index = duplicated.idxmax()
+        fail(source, ID, index, all_ids[index], "duplicated customer id")
+    del all_ids, codes, duplicated
+    result = pd.concat(parts)
+    del parts
+    check_usable(result, source)
+    return result, report
