@@ -25,17 +25,13 @@ import pandas as pd  # noqa: E402  (import time is part of what is measured)
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from predictflow.core.cleaning import clean  # noqa: E402
-from predictflow.core.estimator import (  # noqa: E402
-    assemble,
-    build_classifier,
-    build_featurizer,
-    fit_classifier,
-)
+from predictflow.core.estimator import build_classifier, build_featurizer, fit_classifier  # noqa: E402
 from predictflow.core.evaluation import classification_metrics  # noqa: E402
 from predictflow.core.params import load_params  # noqa: E402
 from predictflow.core.rawfile import read_raw  # noqa: E402
 from predictflow.core.schema import FEATURES, TARGET  # noqa: E402
 from predictflow.core.scoring import DEFAULT_CHUNK_ROWS  # noqa: E402
+from predictflow.model import assemble  # noqa: E402
 
 
 class Clock:

@@ -114,3 +114,13 @@ def test_quick_bench_measures_the_peer_and_lineage(built_repo: Path, tmp_path: P
     lineage = next(line for line in table if line.startswith("| `predictflow lineage`"))
     assert lineage.count(" | ") == 5 and lineage.endswith(("yes |", "**no** |"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("predictflow-bench-")]
+
+
+@pytest.mark.parametrize("script", ["bare", "peer", "run", "measure", "report"])
+def test_every_benchmark_script_imports(script: str) -> None:
+    """`make bench` runs these as scripts; an import a package move left behind fails here,
+    in seconds, rather than at the next benchmark run (benchmarks/bare.py once did)."""
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{script}")
+    assert module.__file__ and Path(module.__file__).parent == REPO / "benchmarks"
