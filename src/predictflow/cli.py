@@ -153,10 +153,11 @@ def report(output: Path, version: str | None, as_json: bool) -> None:
     """
     from predictflow.core import io
     from predictflow.ops import report as report_
+    from predictflow.ops.report_build import GENERATOR
 
     io.check_output(output)
     io.check_untracked({output: "the report"}, "give another --output")
-    io.check_replaceable(output, report_.GENERATOR, "a page written by `predictflow report`")
+    io.check_replaceable(output, GENERATOR, "a page written by `predictflow report`")
     facts = report_.publish(registry_client(), workspace(), version, output)
     for warning in facts["warnings"]:
         log.warning(warning)

@@ -7,7 +7,6 @@ batch size; the verdict is logged as a run in `churn-monitoring`.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from predictflow.base.errors import StageError, machine_cause, machine_state
 from predictflow.core.params import DriftParams
 from predictflow.core.scoring import DEFAULT_CHUNK_ROWS, Model, churn_probability
 from predictflow.lineage import evidence, names, tracking
-from predictflow.monitoring.record import monitoring_experiment
+from predictflow.monitoring.record import finish_run, monitoring_experiment
 from predictflow.monitoring.reference import Reference, load_reference
 from predictflow.monitoring.shift import (
     SCORE,
@@ -94,7 +93,6 @@ def render(facts: dict[str, Any]) -> str:
 def log_run(root: Path, facts: dict[str, Any]) -> str:
     """One monitoring run: which model, which two datasets, every statistic; return its id."""
     import mlflow
-    from mlflow.entities import Metric
 
     client = mlflow.MlflowClient(tracking.tracking_uri(root))
     run = client.create_run(
@@ -110,18 +108,14 @@ def log_run(root: Path, facts: dict[str, Any]) -> str:
             "drifted": ",".join(facts["drifted"]),  # the report's drift section names them
         },
     )
-    run_id = run.info.run_id
     metrics = {"batch_rows": facts["batch_rows"], "drifted_features": len(facts["drifted"])}
     for name, f in facts["features"].items():
         metrics[f"{name}.psi"] = f["psi"]
         metrics[f"{name}.p_value"] = f["p_value"]
         if "unseen_share" in f:
             metrics[f"{name}.unseen_share"] = f["unseen_share"]
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-    client.log_dict(run_id, facts, "drift.json")
-    client.set_terminated(run_id)
-    return run_id
+    finish_run(client, run.info.run_id, metrics, facts, "drift.json")
+    return run.info.run_id
 
 
 def check(

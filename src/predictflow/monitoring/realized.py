@@ -19,9 +19,9 @@ import pandas as pd
 from predictflow.base.errors import StageError
 from predictflow.core.schema import ID, TARGET, parse_target
 from predictflow.lineage import evidence, tracking
+from predictflow.lineage.names import MONITORING_EXPERIMENT
 from predictflow.monitoring.record import (
-    EXPERIMENT,
-    log_run,
+    finish_run,
     monitoring_experiment,
     read_record,
     record_path,
@@ -244,7 +244,7 @@ def check_versions(client: MlflowClient, record: dict[str, Any], cohort: str) ->
 def realized_runs(client: MlflowClient, version: str | None = None, cohort: str | None = None):
     """The `evaluate-batch` runs, oldest first, optionally of one version and cohort."""
 
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
     if experiment is None:
         return []
     query = ["tags.kind = 'realized'"]
@@ -293,7 +293,7 @@ def log_realized(
                 "threshold": str(record["threshold"]),
             },
         )
-        log_run(client, run.info.run_id, values, {**facts, "role": role, "metrics": values})
+        finish_run(client, run.info.run_id, values, {**facts, "role": role, "metrics": values})
         run_ids[role] = run.info.run_id
         summary = {k: round(v, 6) for k, v in values.items()}
         client.set_model_version_tag(

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 RECORD_SUFFIX = ".json"
 RECORD_KIND = "predictflow.scoring"
-EXPERIMENT = names.MONITORING_EXPERIMENT  # where every monitoring run goes
 ROLES = ("champion", "shadow")
 SHADOW_PREFIX = "shadow_"
 
@@ -260,16 +259,20 @@ def write_record(output: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def log_run(
-    client: MlflowClient, run_id: str, metrics: dict[str, float | None], facts: dict
+def finish_run(
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float | None],
+    facts: dict,
+    artifact: str = "facts.json",
 ) -> None:
-    """Finish a monitoring run: its metrics, the facts behind them as `facts.json`."""
+    """Finish a monitoring run: its metrics (None left out), the facts behind them as JSON."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     values = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
     client.log_batch(run_id, metrics=values)
-    client.log_dict(run_id, facts, "facts.json")
+    client.log_dict(run_id, facts, artifact)
     client.set_terminated(run_id)
 
 
@@ -279,7 +282,7 @@ def monitoring_experiment(root: Path) -> str:
 
     client = mlflow.MlflowClient(tracking.tracking_uri(root))
     with tracking.store_lock(root):
-        experiment = client.get_experiment_by_name(EXPERIMENT)
+        experiment = client.get_experiment_by_name(names.MONITORING_EXPERIMENT)
         if experiment is not None:
             return experiment.experiment_id
         location = (
@@ -287,4 +290,4 @@ def monitoring_experiment(root: Path) -> str:
             if tracking.uses_local_store(root)
             else None
         )
-        return client.create_experiment(EXPERIMENT, artifact_location=location)
+        return client.create_experiment(names.MONITORING_EXPERIMENT, artifact_location=location)

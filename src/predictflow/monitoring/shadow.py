@@ -21,7 +21,7 @@ from predictflow.lineage import evidence, tracking
 from predictflow.monitoring.record import (
     ModelRef,
     check_distinct,
-    log_run,
+    finish_run,
     monitoring_experiment,
     resolve_model,
     scoring_record,
@@ -152,7 +152,7 @@ def log_shadow_run(root: Path, record: dict[str, Any]) -> str:
         k: agreement[k]
         for k in ("rows", "pearson", "spearman", "flip_share", "flips", "mean_abs_score_diff")
     }
-    log_run(client, run.info.run_id, metrics, record)
+    finish_run(client, run.info.run_id, metrics, record)
     return run.info.run_id
 
 

@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from predictflow.core.io import atomic_path
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-from predictflow.ops.report_build import GENERATOR, Report
+from predictflow.ops.report_build import Report
 from predictflow.ops.report_facts import collect
 from predictflow.ops.report_render import render
 
-__all__ = ["GENERATOR", "publish", "write"]
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def write(report: Report, output: Path) -> int:
