@@ -71,10 +71,18 @@ def main() -> None:
     params = load_params(args.params)
     with open(args.model, "rb") as handle:
         model = pickle.load(handle)
-    test = pd.read_parquet(args.test)
+    if params.scale.engine == "dask":
+        from predictflow.core import on_dask
+        from predictflow.core.cluster import cluster
+
+        with cluster():
+            test, proba = on_dask.score(model, args.test)
+        check_held_out(test[TARGET].to_numpy(), args.test)
+    else:
+        test = pd.read_parquet(args.test)
+        check_held_out(test[TARGET].to_numpy(), args.test)
+        proba = churn_scores(model, test.loc[:, list(FEATURES)])
     y_true = test[TARGET].to_numpy()
-    check_held_out(y_true, args.test)
-    proba = churn_scores(model, test.loc[:, list(FEATURES)])
     threshold = params.evaluate.threshold
     # Compute every output first, then write them: a failure leaves the previous ones intact.
     scores = classification_metrics(y_true, proba, threshold)

@@ -31,6 +31,21 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    if params.scale.engine == "dask":
+        from predictflow.core import on_dask
+        from predictflow.core.cluster import cluster
+
+        with cluster() as on:
+            featurizer = on_dask.fit_featurizer(on.client, args.train, params.featurize)
+            with atomic_path(args.featurizer) as featurizer_tmp:
+                rows = on_dask.featurize(featurizer, args.train, args.out_train)
+                on_dask.featurize(featurizer, args.test, args.out_test)
+                with open(featurizer_tmp, "wb") as handle:
+                    pickle.dump(featurizer, handle, protocol=5)
+        log.info(
+            "%d features from %d train rows on Dask", len(featurizer.get_feature_names_out()), rows
+        )
+        return
     featurizer = fit_featurizer(args.train, params.featurize)
     with (
         atomic_path(args.out_train) as train_tmp,

@@ -1,5 +1,8 @@
 """Stage `prepare`: validate the raw file against the data contract, clean it, split it.
 
+Under `scale.engine: dask` the raw file or folder of parts is cleaned on the cluster and split
+by a seeded hash of the customer id (`core.on_dask.prepare`); what follows is the local engine.
+
 The raw file is read and cleaned in chunks and held compactly (`clean_file`); the split needs
 only the labels, and each split is written in batches of parquet's default row group size, so
 the prepared files have the row groups a single `to_parquet` gives them."""
@@ -25,11 +28,15 @@ CHUNK_ROWS = 200_000  # raw rows read and cleaned at a time
 BATCH_ROWS = 1024 * 1024  # rows per write: pyarrow's default row group size
 
 
+def md5_of(path: Path | str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()
+
+
 def check_unchanged(raw: Path, read_md5: str) -> None:
     """Refuse when the file at `raw` now is not the bytes just read: DVC hashes the path after
     the stage, and the lock (and every version's `data_md5`) would name data nobody trained on."""
-    with raw.open("rb") as handle:
-        now = hashlib.file_digest(handle, "md5").hexdigest()
+    now = md5_of(raw)
     if now != read_md5:
         raise stage.StageError(
             f"{raw}: changed while prepare read it (read md5 {read_md5}, now {now}); nothing "
@@ -47,6 +54,21 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    if params.scale.engine == "dask":
+        from predictflow.core.cluster import cluster
+        from predictflow.core.partitioned import prepare
+
+        with cluster() as on:
+            metrics = prepare(on.client, args.raw, args.train, args.test, params, md5_of)
+        write_json(args.metrics, metrics)
+        log.info(
+            "%d rows -> train %d, test %d on %d Dask worker(s)",
+            metrics["rows_raw"],
+            metrics["rows_train"],
+            metrics["rows_test"],
+            on.workers,
+        )
+        return
     read = hashlib.md5()
     frame, report = clean_file(args.raw, CHUNK_ROWS, read)
     check_unchanged(args.raw, read.hexdigest())

@@ -37,7 +37,8 @@ def train(args: argparse.Namespace, params: Params, workspace: Path) -> None:
     example = training.input_example(args.example)
 
     experiment_id = tracking.connect(tracking.store_root())
-    training.enable_autolog(params.model.type)
+    if params.scale.engine == "local":  # a distributed fit logs its rounds itself (log_rounds)
+        training.enable_autolog(params.model.type)
     tracking.reap_dead_runs(experiment_id)
     data_lineage = training.lineage_tags(workspace, args.raw)
     run_id = None
@@ -70,8 +71,12 @@ def log_run(
     training.log_datasets(run.info.run_id, args.example, data_lineage)
     classifier = build_classifier(params.model, params.base.seed)
     stage.checkpoint("train:fit")
-    with training.lean_autolog():
-        curves = fit_classifier_from_files(classifier, args.features_train, args.features_test)
+    if params.scale.engine == "dask":
+        classifier, curves = fit_on_dask(classifier, args)
+        training.log_rounds(run.info.run_id, curves)
+    else:
+        with training.lean_autolog():
+            curves = fit_classifier_from_files(classifier, args.features_train, args.features_test)
     # sklearn autolog stamps the run id on the estimator; it would make the pickle (and so
     # dvc.lock) differ on every rerun of identical inputs.
     vars(classifier).pop("_mlflow_run_id", None)
@@ -98,6 +103,23 @@ def log_run(
     mlflow.set_tags(tags)
     mlflow.set_logged_model_tags(info.model_id, tags)
     log.info("run %s logged model md5 %s", run.info.run_id, model_md5)
+
+
+def fit_on_dask(
+    classifier: object, args: argparse.Namespace
+) -> tuple[object, dict[str, list[float]]]:
+    """`DaskXGBClassifier` on the feature parts; the run records where it ran (the workers
+    never log). Returns the plain `XGBClassifier` the served pipeline holds, and the curves."""
+    import mlflow
+
+    from predictflow.core import on_dask
+    from predictflow.core.cluster import cluster
+
+    with cluster() as on:
+        mlflow.set_tags(on.tags())
+        return on_dask.fit_classifier(
+            on.client, classifier, args.features_train, args.features_test
+        )
 
 
 def main() -> None:

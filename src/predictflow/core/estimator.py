@@ -67,15 +67,8 @@ def fit_featurizer(
     for batch in read_batches(train, batch_rows, columns=list(CATEGORICAL_FEATURES)):
         for column, values in found.items():
             values.update(batch[column].unique())
-    rows = max(len(values) for values in found.values())
-    head = next(read_batches(train, rows))
-    skeleton = head.iloc[np.arange(rows) % len(head)].reset_index(drop=True)
-    for column, values in found.items():
-        ordered = sorted(values)
-        skeleton[column] = pd.Series(
-            [ordered[i % len(ordered)] for i in range(rows)], dtype=head[column].dtype
-        )
-    featurizer = build_featurizer(params).fit(skeleton)
+    head = next(read_batches(train, max(len(values) for values in found.values())))
+    featurizer = fitted_on_skeleton(build_featurizer(params), head, found)
     unfitted = {name: part for name, part, _ in featurizer.transformers}
     numeric_part = clone(unfitted["num"]).fit(
         pd.read_parquet(train, columns=list(NUMERIC_FEATURES))
@@ -87,12 +80,28 @@ def fit_featurizer(
     return featurizer
 
 
+def fitted_on_skeleton(
+    featurizer: ColumnTransformer, head: pd.DataFrame, found: dict[str, set[str]]
+) -> ColumnTransformer:
+    """`featurizer` fitted on as many of `head`'s rows as the largest category set, whose
+    categorical columns cycle through every category `found` (the numeric part is then refitted
+    by the caller on every row)."""
+    rows = max(len(values) for values in found.values())
+    skeleton = head.iloc[np.arange(rows) % len(head)].reset_index(drop=True)
+    for column, values in found.items():
+        ordered = sorted(values)
+        skeleton[column] = pd.Series(
+            [ordered[i % len(ordered)] for i in range(rows)], dtype=head[column].dtype
+        )
+    return featurizer.fit(skeleton)
+
+
 def featurize(
     train: pd.DataFrame, test: pd.DataFrame, params: FeaturizeParams
 ) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
     """Fit on train (no test statistics leak into scaling or categories); keep the label."""
     featurizer = build_featurizer(params).fit(train)
-    return featurizer, _features(featurizer, train), _features(featurizer, test)
+    return featurizer, feature_frame(featurizer, train), feature_frame(featurizer, test)
 
 
 def featurize_batches(
@@ -103,10 +112,11 @@ def featurize_batches(
     Row-wise, so the concatenated batches equal `featurize`'s frame for the whole split.
     """
     for split in splits:
-        yield _features(featurizer, split)
+        yield feature_frame(featurizer, split)
 
 
-def _features(featurizer: ColumnTransformer, split: pd.DataFrame) -> pd.DataFrame:
+def feature_frame(featurizer: ColumnTransformer, split: pd.DataFrame) -> pd.DataFrame:
+    """The features of `split`'s rows, with its label."""
     features = featurizer.transform(split)
     features[TARGET] = split[TARGET].to_numpy()
     return features

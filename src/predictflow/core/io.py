@@ -35,6 +35,35 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield an empty temp folder beside `path`; it replaces `path` (a file or a folder) only if
+    the block succeeds. The old out is moved aside first and removed last, so a kill leaves
+    either the old out or the new one at `path`, plus at most a hidden leftover beside it."""
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if target.is_dir() and not target.is_symlink():
+            old = Path(
+                tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old")
+            )
+            os.replace(target, old / target.name)
+        elif os.path.lexists(target):
+            os.unlink(target)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -106,6 +106,18 @@ class DriftParams(_Section):
     sample_rows: int = Field(ge=100)  # batch rows kept (reservoir) for the KS test
 
 
+class ScaleParams(_Section):
+    """Where a stage's work runs: `local` (one process, the default) or `dask` (docs/scaling.md).
+
+    Which cluster is not a param: `DASK_SCHEDULER_ADDRESS` when set, else a `LocalCluster` the
+    stage starts and closes. Changing the engine or the partitions reruns the stages that read
+    them, since the outs' layout changes with them.
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    partitions: int = Field(default=8, ge=1, le=100_000)  # parquet parts per prepared split
+
+
 class Params(_Section):
     base: BaseParams
     prepare: PrepareParams
@@ -117,6 +129,7 @@ class Params(_Section):
     promote: PromoteParams
     tune: TuneParams
     drift: DriftParams
+    scale: ScaleParams = ScaleParams()  # absent: `local`, as before the switch existed
 
 
 class ParamsError(UserError):

@@ -46,6 +46,25 @@ def file_md5(path: Path | str) -> str:
         return hashlib.file_digest(handle, "md5").hexdigest()
 
 
+def path_md5(path: Path | str) -> str:
+    """The md5 DVC records for an out: a file's bytes, or for a folder DVC's `.dir` md5 (of its
+    listing of relative paths and file md5s), computed by DVC's own `dvc_data`."""
+    if not Path(path).is_dir():
+        return file_md5(path)
+    import tempfile
+
+    from dvc.fs import LocalFileSystem
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as scratch:
+        *_, tree = build(
+            HashFileDB(fs, scratch), str(Path(path).absolute()), fs, "md5", dry_run=True
+        )
+    return tree.hash_info.value
+
+
 def _git(root: Path, *args: str) -> str | None:
     try:
         result = subprocess.run(

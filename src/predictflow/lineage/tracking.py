@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from predictflow.base.errors import StoreError
-from predictflow.lineage.evidence import file_md5, workspace_root
+from predictflow.lineage.evidence import path_md5, workspace_root
 from predictflow.lineage.names import EXPERIMENT, EXPERIMENT_KIND
 
 if TYPE_CHECKING:
@@ -399,16 +399,17 @@ def dataset(
 
 
 def parquet_dataset(path: Path, repo: str, commit: str) -> DatasetEntity:
-    """A parquet split as a dataset: schema and row count from its footer, md5 streamed."""
-    import pyarrow.parquet as pq
+    """A parquet split as a dataset: schema and row count from its footer, md5 streamed. A
+    folder of parts (the dask engine's splits) has DVC's `.dir` md5 and its parts' rows."""
+    import pyarrow.dataset as ds
     from mlflow.models import infer_signature
 
-    parquet = pq.ParquetFile(path)
+    parquet = ds.dataset(path, format="parquet")
     with warnings.catch_warnings():
         # a hint about integer columns and missing values: this schema describes a file only
         warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
-        schema = infer_signature(parquet.schema_arrow.empty_table().to_pandas()).inputs
-    return dataset(path, file_md5(path), schema, repo, commit, parquet.metadata.num_rows)
+        schema = infer_signature(parquet.schema.empty_table().to_pandas()).inputs
+    return dataset(path, path_md5(path), schema, repo, commit, parquet.count_rows())
 
 
 def log_dataset(run_id: str, dataset: DatasetEntity, context: str) -> None:
