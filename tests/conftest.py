@@ -328,6 +328,7 @@ LONGEST_FILES = (
     "test_invariants_store.py",
     "test_reliability.py",
     "test_readme.py",
+    "test_dask_pipeline.py",
 )
 
 

@@ -8,6 +8,7 @@ each stage); the tests read it or work on their own copy.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,11 +22,16 @@ from predictflow.core.schema import TARGET
 from predictflow.ops.synth import write_csv
 
 from .conftest import (
+    BIN,
+    copy_built_repo,
     copy_project,
     dvc,
+    free_port,
     git,
     repo_client,
     run,
+    stage_error_line,
+    stop_process_group,
 )
 
 pytest.importorskip("distributed", reason="the [scale] extra is not installed")
@@ -146,3 +152,62 @@ def test_held_out_auc_is_the_local_engines_on_the_same_rows(dask_repo: Path) -> 
     dask_auc = json.loads((repo / "metrics" / "eval.json").read_text())["roc_auc"]
     assert 0.7 < local_auc < 0.95
     assert abs(dask_auc - local_auc) <= 0.005, (local_auc, dask_auc)
+
+
+def test_a_bad_value_in_one_part_is_one_line_naming_the_part(
+    dask_repo: Path, tmp_path: Path
+) -> None:
+    repo = copy_built_repo(dask_repo, tmp_path / "repo")
+    part = repo / "data" / "customers" / "2026-02.csv"
+    lines = part.read_text().splitlines(keepends=True)
+    fields = lines[9].split(",")
+    fields[5] = "ten"  # tenure, on the file's line 10
+    lines[9] = ",".join(fields)
+    part.write_text("".join(lines))
+    lock = (repo / "dvc.lock").read_bytes()
+    before = len(repo_client(repo).search_model_versions("name = 'churn-predictor'"))
+
+    result = dvc(repo, "repro", check=False)
+
+    stage_error_line(
+        result, "prepare", "data/customers/2026-02.csv", "'tenure'", "line 10", "'ten'"
+    )
+    # DVC removed the outs before the stage ran (they stay in its cache); nothing half-written
+    # took their place, and the lock still names the last good run
+    assert sorted(p.name for p in (repo / "data/prepared").iterdir()) == [".gitignore"]
+    assert (repo / "dvc.lock").read_bytes() == lock
+    assert len(repo_client(repo).search_model_versions("name = 'churn-predictor'")) == before
+
+
+def test_stages_run_on_a_separate_scheduler_and_worker(dask_repo: Path, tmp_path: Path) -> None:
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1, the worker in another folder:
+    the stages reach them through DASK_SCHEDULER_ADDRESS and start no cluster of their own."""
+    repo = copy_built_repo(dask_repo, tmp_path / "repo")
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("partitions: 4", "partitions: 2"))
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    scheduler = subprocess.Popen(
+        [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        cwd=elsewhere,
+        **common,
+    )
+    worker = subprocess.Popen(
+        [BIN / "dask", "worker", address, "--nworkers", "1", "--nthreads", "2", "--no-dashboard"],
+        cwd=elsewhere,
+        **common,
+    )
+    try:
+        run([sys.executable, "-m", "dvc", "repro"], repo, DASK_SCHEDULER_ADDRESS=address)
+    finally:
+        stop_process_group(worker)
+        stop_process_group(scheduler)
+    client = repo_client(repo)
+    version = client.get_model_version_by_alias("churn-predictor", "staging")
+    tags = client.get_run(version.run_id).data.tags
+    assert tags["scale.scheduler"] == address
+    assert tags["scale.workers"] == "1"  # the one `dask worker`, not a LocalCluster's two
+    assert len(list((repo / "data/prepared/train.parquet").iterdir())) == 2

@@ -212,7 +212,9 @@ def test_compare_view_shows_each_fact_once(repo: Path) -> None:
     (run,) = client.search_runs([experiment.experiment_id])
     params = yaml.safe_load((repo / "params.yaml").read_text())
     read_by_train = {"base.seed": str(params["base"]["seed"])} | {
-        f"model.{key}": str(value) for key, value in params["model"].items()
+        f"{section}.{key}": str(value)
+        for section in ("model", "scale")
+        for key, value in params[section].items()
     }
     assert run.data.params == read_by_train
     held_out = set(json.loads((repo / "metrics" / "eval.json").read_text()))

@@ -52,7 +52,9 @@ def cluster() -> Iterator[Cluster]:
             "(or set scale.engine: local)"
         ) from None
     address = os.environ.get(ADDRESS_VARIABLE, "").strip()
-    quiet = {"silence_logs": logging.ERROR}
+    # CRITICAL: a worker would log each failed task (a bad part, say) with its traceback; the
+    # error itself comes back to the stage, which says it in one line
+    quiet = {"silence_logs": logging.CRITICAL}
     logging.getLogger("distributed").setLevel(logging.WARNING)  # not a line per start and stop
     # ...nor a warning per shuffle begun and ended (a routine event that Dask logs as one)
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)

@@ -202,11 +202,15 @@ def prepare(
 
 
 def write_parts(frame: Any, folder: Path) -> None:
-    frame.to_parquet(folder, write_index=False, name_function=part_name, write_metadata_file=False)
+    """A Dask frame as a folder of parquet parts, one per partition, in name order. The path
+    is made absolute: workers need not share the stage's working directory."""
+    frame.to_parquet(
+        folder.absolute(), write_index=False, name_function=part_name, write_metadata_file=False
+    )
 
 
 def read_parts(path: Path, columns: list[str] | None = None) -> Any:
     """A prepared split or feature set as a Dask frame, a partition per part in name order."""
     import dask.dataframe as dd
 
-    return dd.read_parquet(path, columns=columns)
+    return dd.read_parquet(Path(path).absolute(), columns=columns)
