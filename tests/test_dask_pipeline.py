@@ -23,11 +23,13 @@ from predictflow.ops.synth import write_csv
 
 from .conftest import (
     BIN,
+    assert_one_line_error,
     copy_built_repo,
     copy_project,
     dvc,
     free_port,
     git,
+    predictflow,
     repo_client,
     run,
     stage_error_line,
@@ -211,3 +213,27 @@ def test_stages_run_on_a_separate_scheduler_and_worker(dask_repo: Path, tmp_path
     assert tags["scale.scheduler"] == address
     assert tags["scale.workers"] == "1"  # the one `dask worker`, not a LocalCluster's two
     assert len(list((repo / "data/prepared/train.parquet").iterdir())) == 2
+
+
+def test_the_production_gate_scores_the_proven_folder_of_parts(
+    dask_repo: Path, tmp_path: Path
+) -> None:
+    """The gate hashes the held-out parts it scores as DVC does (`.dir` md5): a part changed
+    behind the lock is refused; the parts the lock pins promote."""
+    repo = copy_built_repo(dask_repo, tmp_path / "repo")
+    git(repo, "add", "dvc.lock")
+    git(repo, "commit", "-q", "-m", "seal version 1")
+    part = repo / "data" / "prepared" / "test.parquet" / "part.00001.parquet"
+    original = part.read_bytes()
+    rows = pd.read_parquet(part)
+    part.unlink()  # DVC links outs from its cache: replace the file, never write through it
+    rows.iloc[: len(rows) // 2].to_parquet(part, index=False)
+
+    refused = predictflow(repo, "promote", "1", "--to", "production", check=False)
+    assert_one_line_error(refused, "data/prepared/test.parquet", "dvc.lock records")
+    assert "production" not in repo_client(repo).get_model_version("churn-predictor", "1").aliases
+
+    part.unlink()
+    part.write_bytes(original)
+    predictflow(repo, "promote", "1", "--to", "production", "--reason", "first on dask")
+    assert "production" in repo_client(repo).get_model_version("churn-predictor", "1").aliases

@@ -15,6 +15,7 @@ from predictflow.core import paths
 from predictflow.lineage import evidence
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -30,15 +31,22 @@ class ProvenSplit:
     path: str  # as dvc.lock names it
     md5: str
     params: dict[str, object]  # the `prepare` params the lock hashed (base.seed, test_size)
-    data: bytes
+    parts: tuple[bytes, ...]  # the file's bytes, or each parquet part's in name order
+
+    def rows(self) -> pd.DataFrame:
+        """The split's rows, parsed from the very bytes whose md5 was checked."""
+        import io
+
+        import pandas as pd
+
+        frames = [pd.read_parquet(io.BytesIO(part)) for part in self.parts]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def proven_split(workspace: Path, split: str = paths.PREPARED_TEST.as_posix()) -> ProvenSplit:
     """The held-out split whose md5 the workspace's `dvc.lock` records, verified by hashing the
     very bytes the gate then scores. Whatever else sits at that path (a split another seed made,
     left by `git checkout` without `dvc checkout`) is refused."""
-    import hashlib
-
     stages = evidence.load_lock(workspace)
     locked = evidence.locked_out_md5(stages, split)
     if locked is None:
@@ -47,12 +55,11 @@ def proven_split(workspace: Path, split: str = paths.PREPARED_TEST.as_posix()) -
             "`dvc repro` first"
         )
     try:
-        data = (workspace / split).read_bytes()
+        parts, actual = _read_hashed(workspace / split)
     except OSError as err:
         raise HeldOutRefused(
             f"{split}: cannot read it ({err.strerror}); run `dvc checkout {split}` first"
         ) from None
-    actual = hashlib.md5(data).hexdigest()
     if actual != locked:
         raise HeldOutRefused(
             f"{split} has md5 {actual} but dvc.lock records {locked}: these are not the "
@@ -60,7 +67,30 @@ def proven_split(workspace: Path, split: str = paths.PREPARED_TEST.as_posix()) -
             "promote again"
         )
     owner = next((s for s in stages.values() if split in s.outs), None)
-    return ProvenSplit(split, locked, dict(owner.params) if owner else {}, data)
+    return ProvenSplit(split, locked, dict(owner.params) if owner else {}, parts)
+
+
+def _read_hashed(path: Path) -> tuple[tuple[bytes, ...], str]:
+    """A file's bytes and md5; or a folder's files (the dask engine's parquet parts) in name
+    order and DVC's `.dir` md5 of exactly those bytes (its own `Tree`, as `dvc.lock` computes
+    it), so what is scored is what was hashed, whatever changes on disk meanwhile."""
+    import hashlib
+
+    if not path.is_dir():
+        data = path.read_bytes()
+        return (data,), hashlib.md5(data).hexdigest()
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    tree, parts = Tree(), []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        key = file.relative_to(path).parts
+        tree.add(key, Meta(size=len(data)), HashInfo("md5", hashlib.md5(data).hexdigest()))
+        parts.append(data)
+    tree.digest()
+    return tuple(parts), tree.hash_info.value
 
 
 def _describe_split(md5: str, params: dict[str, object]) -> str:

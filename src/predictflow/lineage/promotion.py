@@ -151,9 +151,7 @@ def challenge(
     """Score the proven split with the challenger and, if there is one, the production version;
     the paired bootstrap resamples the same rows for both (seeded: the same verdict every time).
     Both versions must have been trained beside this very split (`split_gate`)."""
-    import io
 
-    import pandas as pd
     from sklearn.metrics import roc_auc_score
 
     from predictflow.core.evaluation import paired_auc_difference
@@ -163,7 +161,7 @@ def challenge(
     champion = registry.holder(client, "production")
     if champion is not None:
         heldout.split_gate(client, champion, split)
-    rows = pd.read_parquet(io.BytesIO(split.data))  # the bytes whose md5 was checked
+    rows = split.rows()  # from the bytes whose md5 was checked
     y_true = rows[TARGET].to_numpy()
     challenger = held_out_scores(model, rows)
     if champion is None:
