@@ -1,7 +1,7 @@
 """Stage `prepare`: validate the raw file against the data contract, clean it, split it.
 
 Under `scale.engine: dask` the raw file or folder of parts is cleaned on the cluster and split
-by a seeded hash of the customer id (`core.on_dask.prepare`); what follows is the local engine.
+by a seeded hash of the customer id (`core.partitioned.prepare`); what follows is the local engine.
 
 The raw file is read and cleaned in chunks and held compactly (`clean_file`); the split needs
 only the labels, and each split is written in batches of parquet's default row group size, so
@@ -18,7 +18,7 @@ from predictflow.core import paths
 from predictflow.core.data import prepare_metrics, split_batches, split_indices
 from predictflow.core.io import atomic_path, write_batches, write_json
 from predictflow.core.params import load_params
-from predictflow.core.rawfile import clean_file
+from predictflow.core.rawfile import check_unchanged, clean_file
 from predictflow.core.schema import TARGET
 from predictflow.lineage import stage
 
@@ -26,22 +26,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000  # raw rows read and cleaned at a time
 BATCH_ROWS = 1024 * 1024  # rows per write: pyarrow's default row group size
-
-
-def md5_of(path: Path | str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest()
-
-
-def check_unchanged(raw: Path, read_md5: str) -> None:
-    """Refuse when the file at `raw` now is not the bytes just read: DVC hashes the path after
-    the stage, and the lock (and every version's `data_md5`) would name data nobody trained on."""
-    now = md5_of(raw)
-    if now != read_md5:
-        raise stage.StageError(
-            f"{raw}: changed while prepare read it (read md5 {read_md5}, now {now}); nothing "
-            "written: run `dvc repro` again once the file is no longer being replaced"
-        )
 
 
 def main() -> None:
@@ -59,7 +43,7 @@ def main() -> None:
         from predictflow.core.partitioned import prepare
 
         with cluster() as on:
-            metrics = prepare(on.client, args.raw, args.train, args.test, params, md5_of)
+            metrics = prepare(on.client, args.raw, args.train, args.test, params)
         write_json(args.metrics, metrics)
         log.info(
             "%d rows -> train %d, test %d on %d Dask worker(s)",

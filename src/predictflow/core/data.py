@@ -93,15 +93,20 @@ def _rows(labels: np.ndarray) -> str:
 
 def prepare_metrics(report: CleanReport, train: np.ndarray, test: np.ndarray) -> dict:
     """`metrics/prepare.json`: what cleaning dropped or filled, and the two splits' labels."""
+    return split_metrics(report, (len(train), int(train.sum())), (len(test), int(test.sum())))
+
+
+def split_metrics(report: CleanReport, train: tuple[int, int], test: tuple[int, int]) -> dict:
+    """`prepare_metrics` from each split's (rows, churned rows): what the dask engine has."""
     return {
         "rows_raw": report.rows_read,
         "rows_dropped": report.rows_dropped_total_charges,
         "total_charges_filled": report.total_charges_filled,
         "extra_columns": len(report.extra_columns),
-        "rows_train": len(train),
-        "rows_test": len(test),
-        "churn_rate_train": round(float(train.mean()), 6),
-        "churn_rate_test": round(float(test.mean()), 6),
+        "rows_train": train[0],
+        "rows_test": test[0],
+        "churn_rate_train": round(train[1] / train[0], 6),
+        "churn_rate_test": round(test[1] / test[0], 6),
     }
 
 

@@ -15,7 +15,6 @@ engine's stratified split keeps the churn rate exact; the hash keeps it within s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +24,10 @@ import pandas as pd
 
 from predictflow.base.errors import StageError
 from predictflow.core.cleaning import clean
+from predictflow.core.data import split_metrics
 from predictflow.core.io import atomic_dir
 from predictflow.core.params import Params
-from predictflow.core.rawfile import read_raw
+from predictflow.core.rawfile import check_unchanged, read_raw
 from predictflow.core.schema import ID, TARGET, CleanReport, DataContractError, fail
 
 if TYPE_CHECKING:
@@ -127,29 +127,8 @@ def check_split(summaries: list[PartSummary], test_size: float, source: str) -> 
                 f"has no '{missing[0]}' row: {rows[False]} train and {rows[True]} held-out rows; "
                 "add rows of that class or change prepare.test_size"
             )
-    return {
-        "rows_raw": report.rows_read,
-        "rows_dropped": report.rows_dropped_total_charges,
-        "total_charges_filled": report.total_charges_filled,
-        "extra_columns": len(report.extra_columns),
-        "rows_train": rows[False],
-        "rows_test": rows[True],
-        "churn_rate_train": round(total.get((False, 1), 0) / rows[False], 6),
-        "churn_rate_test": round(total.get((True, 1), 0) / rows[True], 6),
-    }
-
-
-def check_unchanged(summaries: list[PartSummary], md5_of: Callable[[str], str]) -> None:
-    """Refuse when a part now holds other bytes than those parsed: DVC hashes the folder after
-    the stage, and the lock would name data nobody trained on."""
-    for summary in summaries:
-        now = md5_of(summary.part)
-        if now != summary.read_md5:
-            raise StageError(
-                f"{summary.part}: changed while prepare read it (read md5 {summary.read_md5}, "
-                f"now {now}); nothing written: run `dvc repro` again once it is no longer being "
-                "replaced"
-            )
+    churned = {split: total.get((split, 1), 0) for split in (False, True)}
+    return split_metrics(report, (rows[False], churned[False]), (rows[True], churned[True]))
 
 
 def part_name(number: int) -> str:
@@ -163,7 +142,6 @@ def prepare(
     train: Path,
     test: Path,
     params: Params,
-    md5_of: Callable[[str], str],
 ) -> dict:
     """Clean every raw part on the cluster, check the whole table, write both splits as parts.
 
@@ -173,11 +151,12 @@ def prepare(
     import dask.dataframe as dd
 
     parts = raw_parts(raw)
+    shown = [str(p) for p in parts]
     test_size, seed = params.prepare.test_size, params.base.seed
     cleaned = client.map(
         clean_part,
         [str(p.absolute()) for p in parts],
-        [str(p) for p in parts],
+        shown,
         test_size=test_size,
         seed=seed,
         pure=False,
@@ -189,9 +168,10 @@ def prepare(
     repeated = set(repeated[repeated > 1].index.compute().tolist())
     if repeated:
         hits = client.gather(client.map(rows_with_ids, cleaned, ids=repeated))
-        fail_on_repeat([str(p) for p in parts], hits)
+        fail_on_repeat(shown, hits)
     metrics = check_split(summaries, test_size, str(raw))
-    check_unchanged(summaries, md5_of)
+    for summary in summaries:  # a part replaced while it was read
+        check_unchanged(summary.part, summary.read_md5)
     n = params.scale.partitions
     written = table[~table[HELD_OUT]], table[table[HELD_OUT]]
     with atomic_dir(train) as train_tmp, atomic_dir(test) as test_tmp:

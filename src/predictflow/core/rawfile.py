@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import pandas as pd
 
+from predictflow.base.errors import StageError
 from predictflow.core.cleaning import COMPACT, check_usable, clean
 from predictflow.core.schema import ID, CleanReport, DataContractError, fail
 
@@ -148,6 +149,20 @@ def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     return frame[(frame != "").any(axis=1)]
+
+
+def check_unchanged(path: Path | str, read_md5: str) -> None:
+    """Refuse when the file at `path` now is not the bytes just read: DVC hashes the path after
+    the stage, and the lock (and every version's `data_md5`) would name data nobody trained on."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        now = hashlib.file_digest(handle, "md5").hexdigest()
+    if now != read_md5:
+        raise StageError(
+            f"{path}: changed while prepare read it (read md5 {read_md5}, now {now}); nothing "
+            "written: run `dvc repro` again once the file is no longer being replaced"
+        )
 
 
 def clean_file(
