@@ -69,10 +69,17 @@ def fit_featurizer(
             values.update(batch[column].unique())
     head = next(read_batches(train, max(len(values) for values in found.values())))
     featurizer = fitted_on_skeleton(build_featurizer(params), head, found)
+    numeric = pd.read_parquet(train, columns=list(NUMERIC_FEATURES))
+    return with_numeric_part(featurizer, lambda part: part.fit(numeric))
+
+
+def with_numeric_part(
+    featurizer: ColumnTransformer, fit: Callable[[Pipeline], Pipeline]
+) -> ColumnTransformer:
+    """`featurizer` whose fitted numeric part is replaced by `fit(<an unfitted copy of it>)`:
+    the skeleton fit saw only a few rows, and the scaler must see them all."""
     unfitted = {name: part for name, part, _ in featurizer.transformers}
-    numeric_part = clone(unfitted["num"]).fit(
-        pd.read_parquet(train, columns=list(NUMERIC_FEATURES))
-    )
+    numeric_part = fit(clone(unfitted["num"]))
     featurizer.transformers_ = [
         (name, numeric_part if name == "num" else part, columns)
         for name, part, columns in featurizer.transformers_
@@ -167,7 +174,13 @@ def fit_classifier(
     classifier.fit(  # type: ignore[attr-defined]
         x_train, y_train, eval_set=[(x_train, y_train), (x_test, y_test)], verbose=False
     )
-    results = classifier.evals_result()  # type: ignore[attr-defined]
+    return round_curves(classifier)
+
+
+def round_curves(classifier: Any) -> dict[str, list[float]]:
+    """A boosted fit's per-round curves, watched on [train, test], by split: {"train/logloss":
+    [...], "test/logloss": [...]}."""
+    results = classifier.evals_result()
     curves: dict[str, list[float]] = {}
     for split, name in (("validation_0", "train"), ("validation_1", "test")):
         for metric, values in results[split].items():

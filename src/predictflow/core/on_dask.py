@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 
 from predictflow.base.errors import StageError
-from predictflow.core.estimator import build_featurizer, feature_frame, fitted_on_skeleton
+from predictflow.core.estimator import (
+    build_featurizer,
+    feature_frame,
+    fitted_on_skeleton,
+    round_curves,
+    with_numeric_part,
+)
 from predictflow.core.evaluation import churn_scores
 from predictflow.core.io import atomic_dir
 from predictflow.core.params import FeaturizeParams
@@ -28,10 +33,11 @@ from predictflow.core.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEAT
 if TYPE_CHECKING:
     from distributed import Client
     from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
 
 def fit_featurizer(client: Client, train: Path, params: FeaturizeParams) -> ColumnTransformer:
-    """The featurizer `estimator.fit_featurizer` fits, from one pass of Dask reductions: the
+    """The featurizer `estimator.fit_featurizer` fits, from Dask reductions: the
     category sets, then the numeric columns' medians (the imputer's, approximate: Dask's
     quantiles), and the imputed columns' means and variances (the scaler's, exact)."""
     import dask
@@ -51,21 +57,20 @@ def fit_featurizer(client: Client, train: Path, params: FeaturizeParams) -> Colu
     means, variances, count = dask.compute(imputed.mean(), imputed.var(ddof=0), imputed.count())
     head = split.head(max(len(v) for v in found.values()), npartitions=-1)
     featurizer = fitted_on_skeleton(build_featurizer(params), head, found)
-    unfitted = {name: part for name, part, _ in featurizer.transformers}
-    numeric_part = clone(unfitted["num"]).fit(head[list(NUMERIC_FEATURES)])
     columns = list(NUMERIC_FEATURES)
-    numeric_part.named_steps["impute"].statistics_ = medians[columns].to_numpy(dtype=float)
-    scaler: StandardScaler = numeric_part.named_steps["scale"]
-    scaler.mean_ = means[columns].to_numpy(dtype=float)
-    scaler.var_ = variances[columns].to_numpy(dtype=float)
-    scale = np.sqrt(scaler.var_)
-    scaler.scale_ = np.where(scale < 10 * np.finfo(float).eps, 1.0, scale)
-    scaler.n_samples_seen_ = int(count.max())
-    featurizer.transformers_ = [
-        (name, numeric_part if name == "num" else part, cols)
-        for name, part, cols in featurizer.transformers_
-    ]
-    return featurizer
+
+    def from_statistics(part: Pipeline) -> Pipeline:
+        part.fit(head[columns])  # fitted, then each statistic is replaced by the split's
+        part.named_steps["impute"].statistics_ = medians[columns].to_numpy(dtype=float)
+        scaler: StandardScaler = part.named_steps["scale"]
+        scaler.mean_ = means[columns].to_numpy(dtype=float)
+        scaler.var_ = variances[columns].to_numpy(dtype=float)
+        scale = np.sqrt(scaler.var_)
+        scaler.scale_ = np.where(scale < 10 * np.finfo(float).eps, 1.0, scale)
+        scaler.n_samples_seen_ = int(count.max())
+        return part
+
+    return with_numeric_part(featurizer, from_statistics)
 
 
 def featurize(featurizer: ColumnTransformer, split: Path, out: Path) -> int:
@@ -75,7 +80,9 @@ def featurize(featurizer: ColumnTransformer, split: Path, out: Path) -> int:
     features = frame.map_partitions(lambda part: feature_frame(featurizer, part), meta=meta)
     with atomic_dir(out) as tmp:
         write_parts(features, tmp)
-    return int(frame.shape[0].compute())
+    import pyarrow.dataset as ds
+
+    return ds.dataset(out, format="parquet").count_rows()  # from the parts' footers
 
 
 def fit_classifier(client: Client, classifier: Any, train: Path, test: Path) -> tuple[Any, dict]:
@@ -98,10 +105,7 @@ def fit_classifier(client: Client, classifier: Any, train: Path, test: Path) -> 
     model = DaskXGBClassifier(**classifier.get_params())
     model.client = client
     model.fit(x_train, y_train, eval_set=[(x_train, y_train), (x_test, y_test)], verbose=False)
-    curves: dict[str, list[float]] = {}
-    for split, name in (("validation_0", "train"), ("validation_1", "test")):
-        for metric, values in model.evals_result()[split].items():
-            curves[f"{name}/{metric}"] = [float(v) for v in values]
+    curves = round_curves(model)
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "model.ubj"
         model.save_model(saved)  # with the scikit-learn attributes (classes, params)
