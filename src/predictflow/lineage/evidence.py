@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,21 +48,25 @@ def file_md5(path: Path | str) -> str:
 
 
 def path_md5(path: Path | str) -> str:
-    """The md5 DVC records for an out: a file's bytes, or for a folder DVC's `.dir` md5 (of its
-    listing of relative paths and file md5s), computed by DVC's own `dvc_data`."""
-    if not Path(path).is_dir():
-        return file_md5(path)
-    import tempfile
+    """The md5 DVC records for an out: a file's bytes, or for a folder DVC's `.dir` md5."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return file_md5(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return dir_md5((f.relative_to(folder).parts, f.stat().st_size, file_md5(f)) for f in files)
 
-    from dvc.fs import LocalFileSystem
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
 
-    fs = LocalFileSystem()
-    with tempfile.TemporaryDirectory() as scratch:
-        *_, tree = build(
-            HashFileDB(fs, scratch), str(Path(path).absolute()), fs, "md5", dry_run=True
-        )
+def dir_md5(files: Iterable[tuple[tuple[str, ...], int, str]]) -> str:
+    """DVC's `.dir` md5 of a folder from its files' (relative path parts, size, md5), computed
+    by DVC's own `dvc_data` Tree, as `dvc.lock` records a folder out."""
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for key, size, md5 in files:
+        tree.add(key, Meta(size=size), HashInfo("md5", md5))
+    tree.digest()
     return tree.hash_info.value
 
 

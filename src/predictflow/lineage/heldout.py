@@ -79,18 +79,13 @@ def _read_hashed(path: Path) -> tuple[tuple[bytes, ...], str]:
     if not path.is_dir():
         data = path.read_bytes()
         return (data,), hashlib.md5(data).hexdigest()
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.meta import Meta
-    from dvc_data.hashfile.tree import Tree
-
-    tree, parts = Tree(), []
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        data = file.read_bytes()
-        key = file.relative_to(path).parts
-        tree.add(key, Meta(size=len(data)), HashInfo("md5", hashlib.md5(data).hexdigest()))
-        parts.append(data)
-    tree.digest()
-    return tuple(parts), tree.hash_info.value
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    parts = [file.read_bytes() for file in files]
+    entries = [
+        (file.relative_to(path).parts, len(data), hashlib.md5(data).hexdigest())
+        for file, data in zip(files, parts, strict=True)
+    ]
+    return tuple(parts), evidence.dir_md5(entries)
 
 
 def _describe_split(md5: str, params: dict[str, object]) -> str:
