@@ -237,3 +237,75 @@ def test_the_production_gate_scores_the_proven_folder_of_parts(
     part.write_bytes(original)
     predictflow(repo, "promote", "1", "--to", "production", "--reason", "first on dask")
     assert "production" in repo_client(repo).get_model_version("churn-predictor", "1").aliases
+
+
+def test_drift_data_diff_reproduce_and_report_take_the_folder_md5(
+    dask_repo: Path, tmp_path: Path
+) -> None:
+    """Every door that reads a version's data accepts DVC's `.dir` md5: drift's reference is
+    exactly the train split `prepare` wrote on the cluster, `data diff` compares two versions of
+    the folder part by part, `reproduce` rebuilds the dask version and the report names it."""
+    from predictflow.base.errors import StageError
+    from predictflow.core.schema import ID
+    from predictflow.monitoring.reference import load_reference
+
+    repo = copy_built_repo(dask_repo, tmp_path / "repo")
+    raw_md5 = locked(repo, "prepare", "data/customers")
+    split_params = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["prepare"]
+    reference = load_reference(repo, raw_md5, split_params["params"]["params.yaml"])
+    prepared = pd.read_parquet(repo / "data" / "prepared" / "train.parquet")
+    assert len(reference.frame) == len(prepared)
+    pd.testing.assert_frame_equal(
+        reference.frame.sort_values(ID).reset_index(drop=True).astype(str),
+        prepared.sort_values(ID).reset_index(drop=True).astype(str),
+    )
+
+    batch = repo / "data" / "customers" / "2026-02.csv"
+    drift = predictflow(repo, "drift", "--input", batch, "--model", "models:/churn-predictor/1")
+    assert f"{len(prepared)} training rows (data md5 {raw_md5})" in drift.stdout
+
+    # A second data version: one value changed in one part, a new month's part added.
+    changed = pd.read_csv(batch, dtype=str)
+    customer = changed.loc[4, ID]
+    changed.loc[4, "MonthlyCharges"] = "999.5"
+    batch.unlink()  # a DVC-added file is a link to its cache object: never write through it
+    changed.to_csv(batch, index=False)
+    april = tmp_path / "april.csv"
+    write_csv(april, rows=120, seed=99)
+    new = pd.read_csv(april, dtype=str).assign(**{ID: lambda f: "2026-04-" + f[ID]})
+    new.to_csv(repo / "data" / "customers" / "2026-04.csv", index=False)
+    dvc(repo, "add", "-q", "data/customers")
+    git(repo, "add", "data/customers.dvc")
+    git(repo, "commit", "-q", "-m", "april's part; a corrected charge")
+    diff = predictflow(repo, "data", "diff", "--path", "data/customers", "HEAD~1", "HEAD", "--json")
+    facts = json.loads(diff.stdout)
+    assert facts["a"]["md5"] == raw_md5
+    assert facts["b"]["rows"] == ROWS + 120
+    assert facts["rows"]["added"] == 120
+    assert facts["rows"]["removed"] == 0
+    assert facts["rows"]["changed"] == 1
+    assert facts["rows"]["examples"]["changed"] == [customer]
+    assert facts["rows"]["changed_columns"] == {"MonthlyCharges": 1}
+
+    rebuilt = predictflow(repo, "reproduce", "models:/churn-predictor/1", "--json")
+    checks = json.loads(rebuilt.stdout)
+    assert checks["matches"] is True
+    assert checks["data_md5"] == raw_md5
+    for stage in ("prepare", "featurize"):
+        assert checks["stages"][stage] == {"matches": True, "compared": "bytes", "differing": {}}
+
+    predictflow(repo, "report", "--output", tmp_path / "report.html")
+    assert raw_md5 in (tmp_path / "report.html").read_text()
+
+    # A part's cache object corrupted, no remote: the part is named, nothing is read from it.
+    manifest = json.loads(Path(dvc_object(repo, raw_md5)).read_text())
+    entry = next(e for e in manifest if e["relpath"] == "2026-03.csv")
+    damaged = dvc_object(repo, entry["md5"])
+    damaged.chmod(0o644)
+    damaged.write_text("customerID\n")
+    with pytest.raises(StageError, match=r"training data part 2026-03.csv md5 .* is corrupt"):
+        load_reference(repo, raw_md5, split_params["params"]["params.yaml"])
+
+
+def dvc_object(repo: Path, md5: str) -> Path:
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from predictflow.base.errors import StageError
-from predictflow.core import paths
+from predictflow.core import partitioned, paths
 from predictflow.core.params import DriftParams
 from predictflow.core.schema import ID
 from predictflow.lineage import evidence
@@ -162,21 +162,21 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
     from pyarrow import csv
 
     what = f"data version {version.spec}:"
-    if version.md5.endswith(".dir"):
-        raise StageError(f"{what} md5 {version.md5} is a directory; expected one CSV file")
     with pinned_data(workspace, version.md5, what) as path:
-        try:
-            options = csv.ConvertOptions(
-                column_types={ID: pa.string()},
-                auto_dict_encode=True,
-                auto_dict_max_cardinality=MAX_CATEGORIES,
-            )
-            table = csv.read_csv(path, convert_options=options)
-        except pa.ArrowInvalid as err:
-            problem = " ".join(str(err).split())
-            if not problem.isprintable():  # a binary file's bytes, echoed by the parser
-                problem = "binary content, not text"
-            raise StageError(f"{version.label()}: not a well-formed CSV ({problem})") from None
+        options = csv.ConvertOptions(
+            column_types={ID: pa.string()},
+            auto_dict_encode=True,
+            auto_dict_max_cardinality=MAX_CATEGORIES,
+        )
+        files = partitioned.raw_parts(path) if path.is_dir() else [path]
+        tables = [
+            _read_csv(file, options, version.label() + _part_label(path, file)) for file in files
+        ]
+        try:  # a folder's parts are one table: a column int in one part, float in another, is float
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise StageError(f"{version.label()}: its parts are not one table ({err})") from None
+        del tables
     if ID not in table.column_names:
         raise StageError(f"{version.label()}: no {ID} column; rows cannot be matched")
     schema = table.schema
@@ -189,6 +189,23 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
             f"(e.g. {duplicated.iloc[0]!r}); rows cannot be matched by key"
         )
     return frame, schema
+
+
+def _part_label(root: Path, file: Path) -> str:
+    return f" part {file.relative_to(root).as_posix()}" if file != root else ""
+
+
+def _read_csv(path: Path, options: Any, label: str) -> pa.Table:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    try:
+        return csv.read_csv(path, convert_options=options)
+    except pa.ArrowInvalid as err:
+        problem = " ".join(str(err).split())
+        if not problem.isprintable():  # a binary file's bytes, echoed by the parser
+            problem = "binary content, not text"
+        raise StageError(f"{label}: not a well-formed CSV ({problem})") from None
 
 
 def schema_changes(a: pa.Schema, b: pa.Schema) -> dict[str, Any]:
