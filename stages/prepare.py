@@ -3,7 +3,8 @@
 Under `scale.engine: dask` the raw file or folder of parts is cleaned on the cluster and split
 by a seeded hash of the customer id (`core.partitioned.prepare`); what follows is the local engine.
 
-The raw file is read and cleaned in chunks and held compactly (`clean_file`); the split needs
+The raw file (or a DVC-tracked folder of CSV parts, read in name order as one table) is read and
+cleaned in chunks and held compactly (`rawfile.clean_parts`); the split needs
 only the labels, and each split is written in batches of parquet's default row group size, so
 the prepared files have the row groups a single `to_parquet` gives them."""
 
@@ -18,7 +19,7 @@ from predictflow.core import paths
 from predictflow.core.data import prepare_metrics, split_batches, split_indices
 from predictflow.core.io import atomic_path, write_batches, write_json
 from predictflow.core.params import load_params
-from predictflow.core.rawfile import check_unchanged, clean_file
+from predictflow.core.rawfile import check_unchanged, clean_parts, raw_parts
 from predictflow.core.schema import TARGET
 from predictflow.lineage import stage
 
@@ -53,9 +54,11 @@ def main() -> None:
             on.workers,
         )
         return
-    read = hashlib.md5()
-    frame, report = clean_file(args.raw, CHUNK_ROWS, read)
-    check_unchanged(args.raw, read.hexdigest())
+    parts = raw_parts(args.raw)  # the file, or a folder's CSV parts in name order
+    reads = [hashlib.md5() for _ in parts]
+    frame, report = clean_parts(list(zip(parts, reads, strict=True)), CHUNK_ROWS, str(args.raw))
+    for part, read in zip(parts, reads, strict=True):
+        check_unchanged(part, read.hexdigest())
     if report.extra_columns:
         log.warning("ignoring extra column(s): %s", ", ".join(report.extra_columns))
     if report.rows_dropped_total_charges:

@@ -367,3 +367,68 @@ def test_stage_refuses_a_raw_file_changed_while_it_reads(project: Path, swap) ->
     assert line.startswith(f"prepare: error: {RAW}: changed while prepare read it (read md5 ")
     assert f"now {now}); nothing written" in line
     _assert_no_outputs(project)
+
+
+def _as_parts(whole: Path, folder: Path, parts: int) -> list[Path]:
+    """`whole`'s rows cut into `parts` CSV files with a header each, like monthly exports."""
+    header, *lines = whole.read_text(encoding="utf-8").splitlines(keepends=True)
+    folder.mkdir(parents=True)
+    size = -(-len(lines) // parts)
+    written = []
+    for number in range(parts):
+        part = folder / f"2026-{number + 1:02d}.csv"
+        part.write_text(header + "".join(lines[number * size : (number + 1) * size]))
+        written.append(part)
+    return written
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_reads_a_folder_of_parts_as_the_one_table_they_cut(project: Path) -> None:
+    """The local engine over a DVC-tracked folder of CSV parts: the same splits, byte for byte,
+    as over the single file the parts were cut from (the parts are one table, in name order)."""
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    assert _run(project).returncode == 0
+    whole = {p: (project / p).read_bytes() for p in (TRAIN, TEST, METRICS)}
+    _as_parts(project / RAW, project / "data" / "customers", parts=3)
+    for path in whole:
+        (project / path).unlink()
+
+    result = _run(project, raw=Path("data/customers"))
+
+    assert result.returncode == 0, result.stderr
+    assert {p: (project / p).read_bytes() for p in whole} == whole
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_names_the_part_and_line_of_an_id_repeated_across_parts(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    first, second, _ = _as_parts(project / RAW, project / "data" / "customers", parts=3)
+    repeated = first.read_text().splitlines()[1].split(",")[0]
+    lines = second.read_text().splitlines()
+    lines[3] = ",".join([repeated, *lines[3].split(",")[1:]])  # file line 4 of the second part
+    second.write_text("\n".join(lines) + "\n")
+
+    result = _run(project, raw=Path("data/customers"))
+
+    _assert_one_error_line(
+        result,
+        f"data/customers/2026-02.csv: column 'customerID', line 4: duplicated customer id "
+        f"(in an earlier part too) (got {repeated!r})",
+    )
+    _assert_no_outputs(project)
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_refuses_a_folder_holding_other_than_csv_parts(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    _as_parts(project / RAW, project / "data" / "customers", parts=2)
+    (project / "data" / "customers" / "notes.txt").write_text("exported by hand\n")
+
+    result = _run(project, raw=Path("data/customers"))
+
+    _assert_one_error_line(
+        result,
+        "data/customers/notes.txt: not a CSV part (.csv); a raw folder holds only CSV parts of "
+        "the same columns",
+    )
+    _assert_no_outputs(project)

@@ -27,36 +27,14 @@ from predictflow.core.cleaning import clean
 from predictflow.core.data import split_metrics
 from predictflow.core.io import atomic_dir
 from predictflow.core.params import Params
-from predictflow.core.rawfile import check_unchanged, read_raw
+from predictflow.core.rawfile import check_unchanged, raw_parts, read_raw
 from predictflow.core.schema import ID, TARGET, CleanReport, DataContractError, fail
 
 if TYPE_CHECKING:
     from distributed import Client
 
-PART_SUFFIXES = (".csv",)
 HELD_OUT = "_held_out"  # the split column while the parts are on the cluster; never written
 _BUCKETS = 1_000_000  # resolution of the hash split: test_size in steps of 1e-6
-
-
-def raw_parts(raw: Path) -> list[Path]:
-    """The raw data's parts in name order: the file itself, or every CSV part in the folder."""
-    if raw.is_file():
-        return [raw]
-    if not raw.is_dir():
-        raise DataContractError(f"{raw}: file not found")
-    parts, other = [], []
-    for path in sorted(p for p in raw.rglob("*") if p.is_file()):
-        if any(piece.startswith(".") for piece in path.relative_to(raw).parts):
-            continue  # .gitignore and the like: not data
-        (parts if path.suffix.lower() in PART_SUFFIXES else other).append(path)
-    if other:
-        raise DataContractError(
-            f"{other[0]}: not a CSV part ({', '.join(PART_SUFFIXES)}); a raw folder holds only "
-            "CSV parts of the same columns"
-        )
-    if not parts:
-        raise DataContractError(f"{raw}: a folder with no CSV parts")
-    return parts
 
 
 def held_out(ids: pd.Series, test_size: float, seed: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from predictflow.base.errors import StageError
@@ -22,6 +23,8 @@ from predictflow.core.schema import ID, CleanReport, DataContractError, fail
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
+
+PART_SUFFIXES = (".csv",)  # what a raw folder may hold
 
 
 class Digesting:
@@ -176,26 +179,66 @@ def clean_file(
     (the first bad chunk names its error); the checks that need every row (ids unique across
     chunks, rows left, both classes) run once at the end, with the same messages.
     """
-    source = str(path)
+    return clean_parts([(path, digest)], chunk_rows, str(path))
+
+
+def clean_parts(
+    parts: list[tuple[Path | str, Hash | None]], chunk_rows: int, source: str
+) -> tuple[pd.DataFrame, CleanReport]:
+    """`clean_file` over the parts of one table (a raw folder's parts in name order, each with
+    its digest): the rows of every part in order, each part named in its own errors, an id
+    repeated in a later part named by that part and line; `source` names the whole table."""
     report = CleanReport()
-    parts: list[pd.DataFrame] = []
+    frames: list[pd.DataFrame] = []
     ids: list[pd.Series] = []
-    for chunk in read_raw(path, chunksize=chunk_rows, digest=digest):
-        part, chunk_report = clean(chunk, source, whole_file=False)
-        report.add(chunk_report)
-        ids.append(chunk.rename(columns=lambda c: c.strip())[ID].str.strip())
-        parts.append(part.astype(COMPACT))
+    owners: list[np.ndarray] = []  # the part number of every row read
+    for number, (path, digest) in enumerate(parts):
+        for chunk in read_raw(path, chunksize=chunk_rows, digest=digest):
+            part, chunk_report = clean(chunk, str(path), whole_file=False)
+            report.add(chunk_report)
+            ids.append(chunk.rename(columns=lambda c: c.strip())[ID].str.strip())
+            owners.append(np.full(len(chunk), number, dtype=np.int32))
+            frames.append(part.astype(COMPACT))
     if not report.rows_read:  # no rows at all: the whole-file path says what is wrong
-        return clean(read_raw(path), source)
-    all_ids = pd.concat(ids)
-    del ids
+        first = parts[0][0]
+        return clean(read_raw(first), str(first))
+    all_ids, owner = pd.concat(ids), np.concatenate(owners)
+    del ids, owners
     codes, _ = all_ids.factorize()  # integer codes: no Python string per id
-    duplicated = pd.Series(codes, index=all_ids.index).duplicated()
+    duplicated = pd.Series(codes).duplicated().to_numpy()
     if duplicated.any():
-        index = duplicated.idxmax()
-        fail(source, ID, index, all_ids[index], "duplicated customer id")
-    del all_ids, codes, duplicated
-    result = pd.concat(parts)
-    del parts
+        at = int(duplicated.argmax())
+        earlier = owner[codes == codes[at]][0] != owner[at]
+        fail(
+            str(parts[owner[at]][0]),
+            ID,
+            all_ids.index[at],
+            all_ids.iloc[at],
+            "duplicated customer id" + (" (in an earlier part too)" if earlier else ""),
+        )
+    del all_ids, codes, duplicated, owner
+    result = pd.concat(frames)
+    del frames
     check_usable(result, source)
     return result, report
+
+
+def raw_parts(raw: Path) -> list[Path]:
+    """The raw data's parts in name order: the file itself, or every CSV part in a folder
+    (`dvc add data/customers`); hidden files (`.gitignore`) are not data. A path that is
+    neither is returned as is, for `read_raw` to name."""
+    if not raw.is_dir():
+        return [raw]
+    parts, other = [], []
+    for path in sorted(p for p in raw.rglob("*") if p.is_file()):
+        if any(piece.startswith(".") for piece in path.relative_to(raw).parts):
+            continue
+        (parts if path.suffix.lower() in PART_SUFFIXES else other).append(path)
+    if other:
+        raise DataContractError(
+            f"{other[0]}: not a CSV part ({', '.join(PART_SUFFIXES)}); a raw folder holds only "
+            "CSV parts of the same columns"
+        )
+    if not parts:
+        raise DataContractError(f"{raw}: a folder with no CSV parts")
+    return parts

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from predictflow.base.errors import StageError
-from predictflow.core import partitioned, paths
+from predictflow.core import paths, rawfile
 from predictflow.core.params import DriftParams
 from predictflow.core.schema import ID
 from predictflow.lineage import evidence
@@ -168,7 +168,7 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
             auto_dict_encode=True,
             auto_dict_max_cardinality=MAX_CATEGORIES,
         )
-        files = partitioned.raw_parts(path) if path.is_dir() else [path]
+        files = rawfile.raw_parts(path) if path.is_dir() else [path]
         tables = [
             _read_csv(file, options, version.label() + _part_label(path, file)) for file in files
         ]

@@ -22,7 +22,7 @@ from predictflow.base.errors import StageError
 from predictflow.core import data, partitioned
 from predictflow.core.cleaning import clean
 from predictflow.core.params import PrepareParams
-from predictflow.core.rawfile import read_raw
+from predictflow.core.rawfile import raw_parts, read_raw
 from predictflow.lineage import evidence
 
 
@@ -136,9 +136,13 @@ def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any])
         if engine == "dask":
             train = hash_split_train_rows(path, test_size, seed, source)
             return Reference(train, data_md5, seed, test_size)
-        if path.is_dir():
-            raise StageError(f"{source} is a folder of parts, but `prepare` ran on engine local")
-        frame, _ = clean(read_raw(path), source)
+        frame = pd.concat(  # the parts in name order, as `prepare` concatenated them
+            [
+                clean(read_raw(part), _shown(source, path, part), whole_file=part == path)[0]
+                for part in raw_parts(path)
+            ],
+            ignore_index=True,
+        )
     train, _ = data.split(frame, PrepareParams(test_size=test_size), seed, source)
     return Reference(train, data_md5, seed, test_size)
 
@@ -148,8 +152,12 @@ def hash_split_train_rows(raw: Path, test_size: float, seed: int, source: str) -
     process from the raw file or folder: every part cleaned under the same contract, then the
     held-out customers dropped by the same seeded hash. Messages name a part under `source`."""
     kept = []
-    for part in partitioned.raw_parts(raw):
+    for part in raw_parts(raw):
         shown = source if part == raw else f"{source} part {part.relative_to(raw).as_posix()}"
         frame, _ = partitioned.clean_part(str(part), shown, test_size, seed)
         kept.append(frame[~frame[partitioned.HELD_OUT]].drop(columns=[partitioned.HELD_OUT]))
     return pd.concat(kept, ignore_index=True)
+
+
+def _shown(source: str, raw: Path, part: Path) -> str:
+    return source if part == raw else f"{source} part {part.relative_to(raw).as_posix()}"
