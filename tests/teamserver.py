@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +123,13 @@ def team_server(workdir: Path, db_password: str | None = None, **env: str) -> It
             time.sleep(0.2)
         setup = time.monotonic() - started
         print(f"\nmlflow server on PostgreSQL ({database}): first 200 on /health in {setup:.1f} s")
-        yield Server(uri, database, setup, log, process)
+        server = Server(uri, database, setup, log, process)
+        admin_user = settings["MLFLOW_AUTH_ADMIN_USERNAME"]
+        if not settings.get("PREDICTFLOW_INSECURE_NO_AUTH") and settings.get(
+            "MLFLOW_AUTH_ADMIN_PASSWORD"
+        ) == password(admin_user):
+            fast_logins(server, [admin_user])  # the admin the server created at its start
+        yield server
     finally:
         stop_process_group(process)
         conn = admin()
@@ -131,6 +137,69 @@ def team_server(workdir: Path, db_password: str | None = None, **env: str) -> It
             for name in (database, f"{database}_auth"):  # the store and its users
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+# A single-iteration PBKDF2: what `fast_logins` stores for the test users (see there).
+FAST_HASH = "pbkdf2:sha256:1"
+
+
+def fast_logins(server: Server, users: Iterable[str]) -> None:
+    """Re-store `users`' password hashes (their `password(user)`) on `server` as FAST_HASH.
+
+    Why: MLflow's basic auth checks the password hash (werkzeug's scrypt, ~0.1 s of CPU on
+    purpose) on EVERY request (its credential cache is off), and the tests make hundreds of
+    requests per file on 2 cores: that alone was minutes per file. werkzeug's check_password_hash
+    reads the method from the stored hash, so the same password still logs in and a wrong one
+    is still refused (401); only the cost of each check changes. Test logins only, written
+    straight into the auth database (`<store db>_auth`, table `users`): nothing the tests assert
+    is about how the server hashes passwords, and the hash holds no password either.
+    """
+    import psycopg2
+    from werkzeug.security import generate_password_hash
+
+    db = psycopg2.connect(f"{POSTGRES}/{server.database}_auth", connect_timeout=5)
+    try:
+        with db, db.cursor() as cur:
+            for user in users:
+                cur.execute(
+                    "UPDATE users SET password_hash = %s WHERE username = %s",
+                    (generate_password_hash(password(user), method=FAST_HASH), user),
+                )
+                assert cur.rowcount == 1, f"no user {user!r} on {server.uri} to re-hash"
+    finally:
+        db.close()
+
+
+def add_users(server: Server, users: Mapping[str, str]) -> None:
+    """Create each `user: role` on `server` with password(user), the way `predictflow access
+    add USER --role ROLE` does (predictflow.lineage.access.add_user, the admin's REST client),
+    but in this process: one loop instead of one CLI child per user, each of which paid
+    predictflow's and MLflow's imports. Then `fast_logins` for them."""
+    from predictflow.lineage import access
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
+        for user, role in users.items():
+            access.add_user(server.uri, user, password(user), role)
+    fast_logins(server, users)
+
+
+def user_exists(server: Server, user: str) -> bool:
+    """Whether `server` has the login `user`, asked in this process as the admin (MLflow's
+    AuthServiceClient.get_user, what `access grant` asks before granting). Any error counts as
+    no such user, so a caller pairs it with a check on a user that exists."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", password("admin"))
+        try:
+            AuthServiceClient(server.uri).get_user(user)
+        except MlflowException:  # as the child this replaced: any refusal is "not there"
+            return False
+    return True
 
 
 @dataclass

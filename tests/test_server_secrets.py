@@ -30,7 +30,16 @@ from pathlib import Path
 import pytest
 
 from .conftest import BIN, REPO, assert_one_line_error, child_env, free_port, run
-from .teamserver import SENTINEL, Team, admin, login, password, team_server
+from .teamserver import (
+    SENTINEL,
+    Team,
+    add_users,
+    admin,
+    login,
+    password,
+    team_server,
+    user_exists,
+)
 
 pytestmark = pytest.mark.services
 
@@ -85,13 +94,8 @@ def team(
     ) as server:
         repo = Path(shutil.copytree(built_repo, workdir / "repo", symlinks=True))
         shutil.rmtree(repo / "mlflow_data")
-        for user, role in USERS.items():
-            run(
-                [BIN / "predictflow", "access", "add", user, "--role", role, "--password-stdin"],
-                repo,
-                stdin=password(user) + "\n",
-                **login(server.uri, "admin"),
-            )
+        add_users(server, USERS)  # what `access add` does, in this process (test_team_server
+        # runs the command itself)
         run(
             [sys.executable, "-m", "dvc", "repro", "-f", "-s", "train", "evaluate", "register"],
             repo,
@@ -212,20 +216,8 @@ def test_no_password_in_what_commands_print(team: Team, where: str) -> None:
 
 
 def _user_exists(team: Team, user: str) -> bool:
-    result = run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from mlflow.server.auth.client import AuthServiceClient as C; "
-            "C(sys.argv[1]).get_user(sys.argv[2])",
-            team.server.uri,
-            user,
-        ],
-        team.repo,
-        check=False,
-        **login(team.server.uri, "admin"),
-    )
-    return result.returncode == 0
+    """Asked in this process (the admin's AuthServiceClient), not by a python child per check."""
+    return user_exists(team.server, user)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,9 @@ from .teamserver import (
     POSTGRES,
     SENTINEL,
     Team,
+    add_users,
     admin,
+    fast_logins,
     login,
     password,
     team_server,
@@ -372,18 +374,21 @@ def logged_in(user: str) -> Iterator[None]:
 def team(
     postgres: str, built_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Team]:
-    """One authenticated server for the module: three users made with `predictflow access add`,
-    then the pipeline run with the experimenter's login."""
+    """One authenticated server for the module: three users, the first made with `predictflow
+    access add` (the command, for real), the others by the same code in this process
+    (teamserver.add_users), then the pipeline run with the experimenter's login."""
     workdir = tmp_path_factory.mktemp("server-auth")
     with team_server(workdir, PREDICTFLOW_ARTIFACTS=str(workdir / "artifacts")) as server:
         repo = built_project_without_store(built_repo, workdir / "repo")
-        for user, role in USERS.items():
-            run(
-                [BIN / "predictflow", "access", "add", user, "--role", role, "--password-stdin"],
-                repo,
-                stdin=password(user) + "\n",
-                **login(server.uri, "admin"),
-            )
+        (first, role), *others = USERS.items()
+        run(
+            [BIN / "predictflow", "access", "add", first, "--role", role, "--password-stdin"],
+            repo,
+            stdin=password(first) + "\n",
+            **login(server.uri, "admin"),
+        )
+        fast_logins(server, [first])
+        add_users(server, dict(others))
         run(
             [sys.executable, "-m", "dvc", "repro", *TRACKED_STAGES], repo, **login(server.uri, "ed")
         )
