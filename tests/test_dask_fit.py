@@ -60,3 +60,32 @@ def test_dask_fit_matches_the_single_process_auc(tmp_path: Path) -> None:
     assert len(curve) == params.model.n_estimators  # per-round curves, as autolog logs them
     assert 0.75 < single_auc < 0.95
     assert abs(dask_auc - single_auc) <= 0.005, (single_auc, dask_auc)
+
+
+@pytest.mark.pipeline  # starts the worker processes a stage starts
+def test_a_stages_cluster_listens_on_loopback_only_with_no_dashboard() -> None:
+    """The LocalCluster a stage starts asks for no dashboard, and its scheduler's HTTP routes
+    sit on a free loopback port: a second stage (or anything else) on Dask's default 8787 costs
+    no warning, and nothing listens beyond this machine."""
+    import socket
+    import warnings
+
+    from predictflow.core.cluster import cluster
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("0.0.0.0", 8787))  # what Dask's scheduler would take by default
+            taken.listen()
+        except OSError:
+            pass  # already taken by something else: the same case
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Port 8787 is already in use" would raise
+            with cluster() as on:
+                bound = on.client.run_on_scheduler(
+                    lambda dask_scheduler: sorted(
+                        {s.getsockname()[0] for s in dask_scheduler.http_server._sockets.values()}
+                    )
+                )
+    assert on.address == "local" and on.workers == 2
+    assert bound == ["127.0.0.1"]

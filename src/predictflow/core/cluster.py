@@ -75,6 +75,9 @@ def cluster() -> Iterator[Cluster]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard, and the scheduler's own HTTP routes on a free loopback port: not
+            # Dask's default 8787 on every interface, which a second stage at once would contend
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             **quiet,
         ) as local,
         Client(local) as client,
