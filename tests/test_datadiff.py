@@ -262,3 +262,41 @@ def test_path_names_the_file_a_registered_version_recorded(versions: dict) -> No
     result = predictflow(repo, *args, "data/other.csv", check=False)
     assert_one_line_error(result, staging, "records no data/other.csv", "--path")
     assert diff_json(repo, staging, data_md5)["rows"]["changed"] == 0  # the default path
+
+
+def test_two_versions_of_a_folder_of_parquet_parts_diff_as_their_tables(
+    versions: dict, tmp_path: Path
+) -> None:
+    """`--path` a DVC-tracked folder of typed parquet parts (DVC's `.dir` md5): the parts are
+    one table, and the diff is the one the same rows give as one CSV."""
+    from tests.conftest import copy_project
+
+    repo = copy_project(tmp_path / "repo")
+    trained = versions["md5"][0]  # the workspace file is the third version by now
+    cached = versions["repo"] / ".dvc" / "cache" / "files" / "md5" / trained[:2] / trained[2:]
+    first = pd.read_csv(cached, dtype=str, keep_default_na=False)
+    folder = repo / "data" / "parts"
+
+    def commit_parts(frame: pd.DataFrame, message: str) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        numeric = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
+        typed = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in numeric})
+        half = len(typed) // 2
+        typed.iloc[:half].to_parquet(folder / "2026-01.parquet", index=False)
+        typed.iloc[half:].to_parquet(folder / "2026-02.parquet", index=False)
+        dvc(repo, "add", "-q", "data/parts")
+        git(repo, "add", "data/parts.dvc", "data/.gitignore")
+        git(repo, "commit", "-q", "-m", message)
+
+    commit_parts(first, "parts: first version")
+    commit_parts(second_version(first), "parts: second version")
+    result = predictflow(repo, "data", "diff", "--path", "data/parts", "HEAD~1", "HEAD", "--json")
+    facts = json.loads(result.stdout)
+    assert facts["a"]["md5"].endswith(".dir")
+    rows = facts["rows"]
+    assert (rows["removed"], rows["added"], rows["changed"]) == (REMOVED, len(NEW_IDS), CHANGED)
+    assert rows["changed_columns"] == {
+        "MonthlyCharges": CHARGES_EDITED,
+        "Contract": CONTRACT_EDITED,
+    }

@@ -428,7 +428,89 @@ def test_stage_refuses_a_folder_holding_other_than_csv_parts(project: Path) -> N
 
     _assert_one_error_line(
         result,
-        "data/customers/notes.txt: not a CSV part (.csv); a raw folder holds only CSV parts of "
-        "the same columns",
+        "data/customers/notes.txt: not a data part (.csv, .parquet); a raw folder holds only CSV "
+        "or parquet parts of the same columns",
     )
     _assert_no_outputs(project)
+
+
+def _as_parquet_parts(whole: Path, folder: Path) -> list[Path]:
+    """`whole`'s rows as two typed parquet parts (pandas' own inference: ints, floats, text),
+    as a warehouse export would write them."""
+    frame = pd.read_csv(whole)
+    folder.mkdir(parents=True)
+    half = len(frame) // 2
+    parts = [folder / "2026-01.parquet", folder / "2026-02.parquet"]
+    frame.iloc[:half].to_parquet(parts[0], index=False)
+    frame.iloc[half:].to_parquet(parts[1], index=False)
+    return parts
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_reads_typed_parquet_parts_as_the_csv_they_came_from(project: Path) -> None:
+    """Parquet parts are read as text under the same contract: the splits are byte for byte
+    those of the CSV the parts were written from (blank charges arrive as nulls)."""
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    assert _run(project).returncode == 0
+    whole = {p: (project / p).read_bytes() for p in (TRAIN, TEST, METRICS)}
+    _as_parquet_parts(project / RAW, project / "data" / "customers")
+    for path in whole:
+        (project / path).unlink()
+
+    result = _run(project, raw=Path("data/customers"))
+
+    assert result.returncode == 0, result.stderr
+    assert {p: (project / p).read_bytes() for p in whole} == whole
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_names_the_parquet_part_row_and_value_of_a_bad_value(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    _, second = _as_parquet_parts(project / RAW, project / "data" / "customers")
+    rows = pd.read_parquet(second)
+    rows.loc[9, "tenure"] = -3  # the part's 10th row
+    rows.to_parquet(second, index=False)
+
+    result = _run(project, raw=Path("data/customers"))
+
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "prepare: error: data/customers/2026-02.parquet: column 'tenure', row 10:"
+    )
+    assert line.endswith("(got '-3')")
+    _assert_no_outputs(project)
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_refuses_an_unreadable_parquet_part_with_one_line(project: Path) -> None:
+    synth.write_csv(project / RAW, rows=300, seed=1)
+    first, _ = _as_parquet_parts(project / RAW, project / "data" / "customers")
+    first.write_bytes(first.read_bytes()[:200])  # cut short, as by a failed upload
+
+    result = _run(project, raw=Path("data/customers"))
+
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "prepare: error: data/customers/2026-01.parquet: not a readable parquet file ("
+    )
+    _assert_no_outputs(project)
+
+
+def test_the_dask_engine_cleans_a_parquet_part_as_the_csv_it_came_from(tmp_path: Path) -> None:
+    """What a worker runs per part (`partitioned.clean_part`): the same rows, split column and
+    counts from a parquet part as from its CSV, and the md5 of exactly the part's bytes."""
+    from predictflow.core.partitioned import clean_part
+
+    csv_part = tmp_path / "2026-01.csv"
+    synth.write_csv(csv_part, rows=200, seed=3)
+    (parquet_part,) = _as_parquet_parts(csv_part, tmp_path / "parts")[:1]
+    pd.read_csv(csv_part).to_parquet(parquet_part, index=False)  # all 200 rows in one part
+
+    from_csv, csv_summary = clean_part(str(csv_part), "a.csv", 0.2, 42)
+    from_parquet, summary = clean_part(str(parquet_part), "a.parquet", 0.2, 42)
+
+    pd.testing.assert_frame_equal(from_parquet, from_csv)
+    assert summary.counts == csv_summary.counts
+    assert summary.read_md5 == hashlib.md5(parquet_part.read_bytes()).hexdigest()

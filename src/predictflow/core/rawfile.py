@@ -1,5 +1,7 @@
 """Reading a raw CSV file as strings (`read_raw`), every way it can be unreadable one line, and
-the strict clean of a whole file, chunk by chunk (`clean_file`, what `prepare` runs).
+the strict clean of a whole file, chunk by chunk (`clean_file`, what `prepare` runs), or of a
+folder's parts as one table (`clean_parts`). A `.parquet` part is read as strings too, so the
+same contract checks its values (its errors name the row, not a line).
 
 Empty, binary, not UTF-8 (naming the line and bytes), not comma-separated, repeated column names,
 malformed CSV: each is a `DataContractError` naming the file. Blank lines are dropped without
@@ -24,7 +26,7 @@ from predictflow.core.schema import ID, CleanReport, DataContractError, fail
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
-PART_SUFFIXES = (".csv",)  # what a raw folder may hold
+PART_SUFFIXES = (".csv", ".parquet")  # what a raw folder may hold
 
 
 class Digesting:
@@ -52,6 +54,8 @@ def read_raw(
     The file is opened once; with `digest`, every byte parsed is fed to it as it is read.
     """
     source = str(path)
+    if source.lower().endswith(".parquet"):
+        return _read_parquet(path, chunksize, digest)
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed when the last chunk is read
         head = handle.read(65536)
@@ -81,6 +85,45 @@ def read_raw(
             with handle:
                 return _drop_blank_rows(frames)
     return _chunks(frames, source, handle)
+
+
+def _read_parquet(
+    path: Path | str, chunksize: int | None, digest: Hash | None
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """A parquet part as the contract reads a CSV: every column as text (a null is a blank), the
+    index its row number. The bytes are read once, hashed, and parsed from memory."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise DataContractError(f"{source}: file not found") from None
+    if digest is not None:
+        digest.update(data)
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as err:
+        problem = " ".join(str(err).split())
+        raise DataContractError(f"{source}: not a readable parquet file ({problem})") from None
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if repeated:
+        raise DataContractError(f"{source}: duplicated column(s): {', '.join(repeated)}")
+    try:
+        columns = {
+            name: pc.fill_null(pc.cast(column, pa.string()), "")
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    except (pa.ArrowException, OSError) as err:
+        problem = " ".join(str(err).split())
+        raise DataContractError(f"{source}: a column cannot be read as text ({problem})") from None
+    frame = pa.table(columns).to_pandas().astype(str)  # the dtype `read_csv(dtype=str)` gives
+    if chunksize is None:
+        return frame
+    return (frame.iloc[start : start + chunksize] for start in range(0, len(frame), chunksize))
 
 
 def _check_head(head: bytes, source: str) -> None:
@@ -236,9 +279,9 @@ def raw_parts(raw: Path) -> list[Path]:
         (parts if path.suffix.lower() in PART_SUFFIXES else other).append(path)
     if other:
         raise DataContractError(
-            f"{other[0]}: not a CSV part ({', '.join(PART_SUFFIXES)}); a raw folder holds only "
-            "CSV parts of the same columns"
+            f"{other[0]}: not a data part ({', '.join(PART_SUFFIXES)}); a raw folder holds only "
+            "CSV or parquet parts of the same columns"
         )
     if not parts:
-        raise DataContractError(f"{raw}: a folder with no CSV parts")
+        raise DataContractError(f"{raw}: a folder with no CSV or parquet parts")
     return parts

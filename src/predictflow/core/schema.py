@@ -114,7 +114,13 @@ def _line(source: str, index: int) -> int:
 
 
 def fail(source: str, column: str, index: int | None, value: object, problem: str) -> None:
-    where = f", line {_line(source, index)}" if index is not None else ""
+    """One line naming the file, column, line (a parquet part: row, from 1) and value."""
+    if index is None:
+        where = ""
+    elif source.lower().endswith(".parquet"):
+        where = f", row {int(index) + 1}"
+    else:
+        where = f", line {_line(source, index)}"
     raise DataContractError(f"{source}: column '{column}'{where}: {problem} (got {value!r})")
 
 

@@ -196,16 +196,26 @@ def _part_label(root: Path, file: Path) -> str:
 
 
 def _read_csv(path: Path, options: Any, label: str) -> pa.Table:
+    """One file or part as a table; a parquet part keeps its own types, its key as text."""
     import pyarrow as pa
     from pyarrow import csv
 
     try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            if ID in table.column_names:
+                at = table.column_names.index(ID)
+                table = table.set_column(at, ID, table[ID].cast(pa.string()))
+            return table
         return csv.read_csv(path, convert_options=options)
-    except pa.ArrowInvalid as err:
+    except (pa.ArrowInvalid, OSError) as err:
         problem = " ".join(str(err).split())
         if not problem.isprintable():  # a binary file's bytes, echoed by the parser
             problem = "binary content, not text"
-        raise StageError(f"{label}: not a well-formed CSV ({problem})") from None
+        kind = "parquet file" if path.suffix.lower() == ".parquet" else "CSV"
+        raise StageError(f"{label}: not a well-formed {kind} ({problem})") from None
 
 
 def schema_changes(a: pa.Schema, b: pa.Schema) -> dict[str, Any]:
