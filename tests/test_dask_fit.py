@@ -89,3 +89,89 @@ def test_a_stages_cluster_listens_on_loopback_only_with_no_dashboard() -> None:
                 )
     assert on.address == "local" and on.workers == 2
     assert bound == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("share", [0.12, 0.3])
+def test_rare_categories_are_grouped_on_dask_as_in_one_process(
+    tmp_path: Path, share: float
+) -> None:
+    """`featurize.min_category_share` > 0 under dask: the encoder is fitted on a skeleton whose
+    categories are rare exactly where the split's counts (a Dask reduction) make them rare, so
+    it is the encoder a one-process fit on the whole split gives."""
+    import numpy as np
+
+    from predictflow.core import on_dask
+    from predictflow.core.partitioned import write_parts
+    from predictflow.core.schema import NUMERIC_FEATURES
+
+    params = load_params(REPO / "params.yaml")
+    params = params.model_copy(
+        update={"featurize": params.featurize.model_copy(update={"min_category_share": share})}
+    )
+    raw = tmp_path / "customers.csv"
+    write_csv(raw, rows=3000, seed=5)
+    train, _ = clean(read_raw(raw), str(raw))
+    local = build_featurizer(params.featurize).fit(train)
+    rare = [r for r in local.named_transformers_["cat"].infrequent_categories_ if r is not None]
+    assert rare, "the share must make some category rare, or this checks nothing"
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        parts = tmp_path / "train.parquet"
+        write_parts(dd.from_pandas(train, npartitions=3), parts)
+        on_cluster = on_dask.fit_featurizer(client, parts, params.featurize)
+
+    ours, theirs = on_cluster.named_transformers_["cat"], local.named_transformers_["cat"]
+    for mine, wanted in zip(ours.categories_, theirs.categories_, strict=True):
+        assert mine.tolist() == wanted.tolist()
+    for mine, wanted in zip(
+        ours.infrequent_categories_, theirs.infrequent_categories_, strict=True
+    ):
+        assert (mine is None and wanted is None) or mine.tolist() == wanted.tolist()
+    a, b = on_cluster.transform(train), local.transform(train)
+    assert list(a.columns) == list(b.columns)
+    categorical = [c for c in a.columns if c.startswith("cat__")]
+    assert (a[categorical].to_numpy() == b[categorical].to_numpy()).all()
+    numeric = [f"num__{c}" for c in NUMERIC_FEATURES]
+    assert np.allclose(a[numeric].to_numpy(), b[numeric].to_numpy())
+    assert len(categorical) + len(numeric) == a.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("counts", "rows", "share"),
+    [
+        ({"a": {"x": 95, "y": 5}}, 100, 0.1),  # one common, one rare
+        ({"a": {k: 10 for k in "abcdefghij"}}, 100, 0.2),  # every category rare
+        ({"a": {"x": 50, "y": 50}, "b": {"p": 97, "q": 2, "r": 1}}, 100, 0.05),
+        ({"a": {"x": 30, "y": 30, "z": 40}}, 100, 0.3),  # exactly at the share: common
+    ],
+)
+def test_a_skeleton_keeps_every_categorys_verdict(counts: dict, rows: int, share: float) -> None:
+    """The skeleton `fitted_on_counts` builds: as many rows as `rare_skeleton_rows` says, and a
+    category is rare there (scikit-learn's `count < share * rows`) exactly when it is in the
+    split; the encoder it fits is checked against the same verdicts."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    from predictflow.core.estimator import fitted_on_counts, rare_skeleton_rows
+
+    def encoder() -> OneHotEncoder:
+        return OneHotEncoder(min_frequency=share, handle_unknown="infrequent_if_exist")
+
+    assert rare_skeleton_rows(counts, rows, share) is not None
+    head = pd.DataFrame({column: [next(iter(found))] for column, found in counts.items()})
+    featurizer = ColumnTransformer([("cat", encoder(), list(counts))])
+    skeleton_fit = fitted_on_counts(featurizer, head, counts, rows, share).named_transformers_[
+        "cat"
+    ]
+    for at, (column, found) in enumerate(counts.items()):
+        expanded = pd.DataFrame({column: [k for k, n in found.items() for _ in range(n)]})
+        full = encoder().fit(expanded)  # the whole split, in one process
+        wanted, got = full.infrequent_categories_[0], skeleton_fit.infrequent_categories_[at]
+        assert (wanted is None and got is None) or wanted.tolist() == got.tolist()
+        assert full.categories_[0].tolist() == skeleton_fit.categories_[at].tolist()

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from predictflow.base.errors import StageError
 from predictflow.core.io import read_batches
 from predictflow.core.params import FeaturizeParams, ModelParams
 from predictflow.core.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
@@ -101,6 +102,69 @@ def fitted_on_skeleton(
             [ordered[i % len(ordered)] for i in range(rows)], dtype=head[column].dtype
         )
     return featurizer.fit(skeleton)
+
+
+def rare_skeleton_rows(counts: dict[str, dict[str, int]], rows: int, share: float) -> int | None:
+    """The fewest rows of a skeleton in which each category is rare (`count < share * rows`,
+    scikit-learn's `min_frequency` test) exactly when it is rare in the split whose category
+    `counts` (column -> category -> rows) and `rows` are given; None if none up to 10^6."""
+    rare = {c: {k for k, n in found.items() if n < share * rows} for c, found in counts.items()}
+    widest = max(len(found) for found in counts.values())
+    for size in range(max(widest, int(1 / share) + 1), 1_000_000):
+        limit = share * size
+        if all(
+            _fits(len(found) - len(rare[c]), len(rare[c]), size, limit)
+            for c, found in counts.items()
+        ):
+            return size
+    return None
+
+
+def _fits(common: int, rare: int, size: int, limit: float) -> bool:
+    """Whether `size` rows can hold `rare` categories each under `limit` rows and `common` ones
+    each at or above it (rare ones one row each, or all rows spread evenly when all are rare)."""
+    if not common:
+        return -(-size // rare) < limit
+    return (not rare or limit > 1) and (size - rare) // common >= limit
+
+
+def fitted_on_counts(
+    featurizer: ColumnTransformer,
+    head: pd.DataFrame,
+    counts: dict[str, dict[str, int]],
+    rows: int,
+    share: float,
+) -> ColumnTransformer:
+    """`featurizer` (with `min_frequency` = `share`) fitted on a skeleton whose categories are
+    rare exactly where the split's `counts` make them rare, so its encoder is the one a fit on
+    the split gives (checked: a mismatch is a StageError, not a silent other model)."""
+    size = rare_skeleton_rows(counts, rows, share)
+    if size is None:
+        raise StageError(
+            f"featurize.min_category_share {share}: no small skeleton reproduces these category "
+            "shares; set scale.engine: local"
+        )
+    skeleton = head.iloc[np.arange(size) % len(head)].reset_index(drop=True)
+    for column, found in counts.items():
+        rare = sorted(k for k, n in found.items() if n < share * rows)
+        common = sorted(k for k, n in found.items() if n >= share * rows)
+        values = list(rare) if common else []
+        room = size - len(values)
+        pool = common or rare
+        values += [pool[i % len(pool)] for i in range(room)]
+        skeleton[column] = pd.Series(values, dtype=head[column].dtype)
+    featurizer.fit(skeleton)
+    encoder = featurizer.named_transformers_["cat"]
+    for column, learned in zip(
+        encoder.feature_names_in_, encoder.infrequent_categories_, strict=True
+    ):
+        wanted = sorted(k for k, n in counts[column].items() if n < share * rows)
+        if sorted([] if learned is None else learned.tolist()) != wanted:
+            raise StageError(
+                f"featurize.min_category_share {share}: column {column}: the skeleton fit found "
+                f"rare categories {learned}, the split {wanted}; set scale.engine: local"
+            )
+    return featurizer
 
 
 def featurize(

@@ -20,6 +20,7 @@ from predictflow.base.errors import StageError
 from predictflow.core.estimator import (
     build_featurizer,
     feature_frame,
+    fitted_on_counts,
     fitted_on_skeleton,
     round_curves,
     with_numeric_part,
@@ -37,26 +38,31 @@ if TYPE_CHECKING:
 
 
 def fit_featurizer(client: Client, train: Path, params: FeaturizeParams) -> ColumnTransformer:
-    """The featurizer `estimator.fit_featurizer` fits, from Dask reductions: the
-    category sets, then the numeric columns' medians (the imputer's, approximate: Dask's
-    quantiles), and the imputed columns' means and variances (the scaler's, exact)."""
+    """The featurizer `estimator.fit_featurizer` fits, from Dask reductions: the category
+    counts (the sets, and with `min_category_share` > 0 which are rare:
+    `estimator.fitted_on_counts`), then the numeric columns' medians (the imputer's,
+    approximate: Dask's quantiles), and the imputed columns' means and variances (the
+    scaler's, exact)."""
     import dask
 
-    if params.min_category_share > 0:
-        raise StageError(
-            f"featurize.min_category_share {params.min_category_share}: grouping rare categories "
-            "needs each category's share, which the dask engine does not compute yet; set it "
-            "to 0 or scale.engine: local"
-        )
     split = read_parts(train, list(FEATURES))
-    categories = dask.compute(*[split[c].drop_duplicates() for c in CATEGORICAL_FEATURES])
-    found = {c: set(v.tolist()) for c, v in zip(CATEGORICAL_FEATURES, categories, strict=True)}
+    tallies = dask.compute(*[split[c].value_counts() for c in CATEGORICAL_FEATURES])
+    counts = {
+        c: {str(k): int(n) for k, n in v.items()}
+        for c, v in zip(CATEGORICAL_FEATURES, tallies, strict=True)
+    }
+    found = {c: set(v) for c, v in counts.items()}
     numeric = split[list(NUMERIC_FEATURES)]
     medians = numeric.quantile(0.5).compute()
     imputed = numeric.fillna(medians)
     means, variances, count = dask.compute(imputed.mean(), imputed.var(ddof=0), imputed.count())
     head = split.head(max(len(v) for v in found.values()), npartitions=-1)
-    featurizer = fitted_on_skeleton(build_featurizer(params), head, found)
+    share = params.min_category_share
+    featurizer = (
+        fitted_on_counts(build_featurizer(params), head, counts, int(count.max()), share)
+        if share > 0  # rare categories grouped: the skeleton must keep their shares' verdicts
+        else fitted_on_skeleton(build_featurizer(params), head, found)
+    )
     columns = list(NUMERIC_FEATURES)
 
     def from_statistics(part: Pipeline) -> Pipeline:
