@@ -171,6 +171,20 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 INSTALLED_FILES = (".dvc/plots.html",)
 
 
+def cut_into_parts(whole: Path, folder: Path, parts: int) -> list[Path]:
+    """`whole`'s rows cut into `parts` CSV files with a header each, like monthly exports
+    (`2026-01.csv`, ...), in a new `folder`."""
+    header, *lines = whole.read_text(encoding="utf-8").splitlines(keepends=True)
+    folder.mkdir(parents=True)
+    size = -(-len(lines) // parts)
+    written = []
+    for number in range(parts):
+        part = folder / f"2026-{number + 1:02d}.csv"
+        part.write_text(header + "".join(lines[number * size : (number + 1) * size]))
+        written.append(part)
+    return written
+
+
 def copy_project(dest: Path) -> Path:
     """This working tree's project files (what git tracks or would track), as a new git repo."""
     listed = (

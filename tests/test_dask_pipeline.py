@@ -26,6 +26,7 @@ from .conftest import (
     assert_one_line_error,
     copy_built_repo,
     copy_project,
+    cut_into_parts,
     dvc,
     free_port,
     git,
@@ -59,15 +60,8 @@ def write_parts(folder: Path, rows: int = ROWS, parts: int = PARTS) -> list[Path
     """One synthetic table cut into `parts` CSV files (a header each), like monthly exports."""
     whole = folder.parent / "whole.csv"
     write_csv(whole, rows=rows, seed=11)
-    header, *lines = whole.read_text().splitlines(keepends=True)
+    written = cut_into_parts(whole, folder, parts)
     whole.unlink()
-    folder.mkdir(parents=True)
-    size = -(-len(lines) // parts)
-    written = []
-    for number in range(parts):
-        part = folder / f"2026-{number + 1:02d}.csv"
-        part.write_text(header + "".join(lines[number * size : (number + 1) * size]))
-        written.append(part)
     return written
 
 

@@ -22,7 +22,7 @@ from predictflow.core.data import split
 from predictflow.core.params import PrepareParams
 from predictflow.ops import synth
 
-from .conftest import committed_text
+from .conftest import committed_text, cut_into_parts
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "stages" / "prepare.py"
@@ -369,40 +369,10 @@ def test_stage_refuses_a_raw_file_changed_while_it_reads(project: Path, swap) ->
     _assert_no_outputs(project)
 
 
-def _as_parts(whole: Path, folder: Path, parts: int) -> list[Path]:
-    """`whole`'s rows cut into `parts` CSV files with a header each, like monthly exports."""
-    header, *lines = whole.read_text(encoding="utf-8").splitlines(keepends=True)
-    folder.mkdir(parents=True)
-    size = -(-len(lines) // parts)
-    written = []
-    for number in range(parts):
-        part = folder / f"2026-{number + 1:02d}.csv"
-        part.write_text(header + "".join(lines[number * size : (number + 1) * size]))
-        written.append(part)
-    return written
-
-
-@pytest.mark.pipeline  # runs the real stage or command as a process
-def test_stage_reads_a_folder_of_parts_as_the_one_table_they_cut(project: Path) -> None:
-    """The local engine over a DVC-tracked folder of CSV parts: the same splits, byte for byte,
-    as over the single file the parts were cut from (the parts are one table, in name order)."""
-    synth.write_csv(project / RAW, rows=300, seed=1)
-    assert _run(project).returncode == 0
-    whole = {p: (project / p).read_bytes() for p in (TRAIN, TEST, METRICS)}
-    _as_parts(project / RAW, project / "data" / "customers", parts=3)
-    for path in whole:
-        (project / path).unlink()
-
-    result = _run(project, raw=Path("data/customers"))
-
-    assert result.returncode == 0, result.stderr
-    assert {p: (project / p).read_bytes() for p in whole} == whole
-
-
 @pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_names_the_part_and_line_of_an_id_repeated_across_parts(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
-    first, second, _ = _as_parts(project / RAW, project / "data" / "customers", parts=3)
+    first, second, _ = cut_into_parts(project / RAW, project / "data" / "customers", parts=3)
     repeated = first.read_text().splitlines()[1].split(",")[0]
     lines = second.read_text().splitlines()
     lines[3] = ",".join([repeated, *lines[3].split(",")[1:]])  # file line 4 of the second part
@@ -421,7 +391,7 @@ def test_stage_names_the_part_and_line_of_an_id_repeated_across_parts(project: P
 @pytest.mark.pipeline  # runs the real stage or command as a process
 def test_stage_refuses_a_folder_holding_other_than_csv_parts(project: Path) -> None:
     synth.write_csv(project / RAW, rows=300, seed=1)
-    _as_parts(project / RAW, project / "data" / "customers", parts=2)
+    cut_into_parts(project / RAW, project / "data" / "customers", parts=2)
     (project / "data" / "customers" / "notes.txt").write_text("exported by hand\n")
 
     result = _run(project, raw=Path("data/customers"))
@@ -447,13 +417,22 @@ def _as_parquet_parts(whole: Path, folder: Path) -> list[Path]:
 
 
 @pytest.mark.pipeline  # runs the real stage or command as a process
-def test_stage_reads_typed_parquet_parts_as_the_csv_they_came_from(project: Path) -> None:
-    """Parquet parts are read as text under the same contract: the splits are byte for byte
-    those of the CSV the parts were written from (blank charges arrive as nulls)."""
+@pytest.mark.parametrize("layout", ["csv", "parquet"])
+def test_stage_reads_a_folder_of_parts_as_the_file_they_were_cut_from(
+    project: Path, layout: str
+) -> None:
+    """The local engine over a DVC-tracked folder of CSV parts, or of typed parquet parts (read
+    as text under the same contract; blank charges arrive as nulls): the same splits, byte for
+    byte, as over the single file the parts came from (the parts are one table, in name
+    order)."""
     synth.write_csv(project / RAW, rows=300, seed=1)
     assert _run(project).returncode == 0
     whole = {p: (project / p).read_bytes() for p in (TRAIN, TEST, METRICS)}
-    _as_parquet_parts(project / RAW, project / "data" / "customers")
+    folder = project / "data" / "customers"
+    if layout == "csv":
+        cut_into_parts(project / RAW, folder, parts=3)
+    else:
+        _as_parquet_parts(project / RAW, folder)
     for path in whole:
         (project / path).unlink()
 
