@@ -8,10 +8,11 @@ peak RSS is its `VmHWM` (the kernel's high-water mark), read until the process i
 
 A process is known by (pid, creation time), never by pid alone: pids recycle within seconds on a
 busy machine (pid_max 32768), and a pid first seen as DVC's shell or a git child must not hide the
-stage that later gets it. A stage's own children (the Dask engine's nanny and worker processes)
-count towards it: `peak_rss` is the largest single process of the stage (its own or a worker's
-`VmHWM`), `tree_rss` the largest sum of the resident sets of the stage and its descendants seen
-at one poll ("stage + workers"; sampled, so a lower bound on the true peak).
+stage that later gets it; nor may a fork of DVC seen before it execs the stage's shell (only a
+stage's command line is remembered). A stage's own children (the Dask engine's nanny and worker
+processes) count towards it: `peak_rss` is the largest single process of the stage (its own or a
+worker's `VmHWM`), `tree_rss` the largest sum of the resident sets of the stage and its
+descendants seen at one poll ("stage + workers"; sampled, so a lower bound on the true peak).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class _Poller(threading.Thread):
         self.spawned = spawned  # time.time() right before the root process was started
         self.stop = threading.Event()
         self.stages: dict[str, StageSample] = {}
-        self._known: dict[Key, str | None] = {}
+        self._known: dict[Key, str] = {}  # stage processes seen
         self._workers: dict[str, set[Key]] = {}
 
     def run(self) -> None:
@@ -174,12 +175,15 @@ class _Poller(threading.Thread):
             cmdline = child.cmdline()
         except psutil.Error:
             return None
-        # DVC starts the command through a shell with the same command line, and the shell may
-        # exec Python in the same pid: decide once the pid runs Python, look again until then
+        # DVC forks itself (a Python command line), then execs a shell, which may exec Python in
+        # the same pid with the same creation time: only a stage's command line is final, so
+        # only that is remembered, and any other process is looked at again at the next poll
         if not cmdline or "python" not in Path(cmdline[0]).name:
             return None
         match = STAGE_RE.search(" ".join(cmdline))
-        self._known[key] = match.group(1) if match else None
+        if match is None:
+            return None
+        self._known[key] = match.group(1)
         return self._known[key]
 
 
