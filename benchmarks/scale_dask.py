@@ -62,6 +62,8 @@ class DaskBench:
             "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "sizes": {},
         }
+        if args.note:
+            self.results["note"] = args.note
         self._source: Path | None = None
 
     def log(self, message: str) -> None:
@@ -232,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=OUT, help=f"default {OUT.relative_to(REPO)}")
     parser.add_argument("--workdir", type=Path, help="where the temporary repositories go")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
+    parser.add_argument(
+        "--note", help="what else ran on the machine (recorded, shown in the report)"
+    )
     return parser
 
 
