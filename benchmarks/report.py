@@ -142,7 +142,8 @@ def table(r: dict, extra: list[dict]) -> list[Row]:
     return rows
 
 
-def write(results: dict, out: Path, extra: list[dict]) -> None:
+def write(results: dict, out: Path, extra: list[dict], dask: dict | None = None) -> None:
+    """Render docs/benchmarks.md; `dask` is benchmarks/results/dask-engines.json's run, if any."""
     points = sorted(
         [*results.get("scale", {}).values(), *(p for e in extra for p in e["scale"].values())],
         key=lambda p: p["rows"],
@@ -159,6 +160,7 @@ def write(results: dict, out: Path, extra: list[dict]) -> None:
         rows=table(results, extra),
         points=points,
         extra=extra,
+        dask=dask,
         stages=("prepare", "featurize", "train", "evaluate", "register"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -402,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.extra_scale is None:
         args.extra_scale = [] if args.quick else sorted(BENCH.glob("results/scale-*.json"))
     extra = [json.loads(p.read_text()) for p in args.extra_scale]
+    dask_run = BENCH / "results" / "dask-engines.json"  # `python -m benchmarks.scale_dask`
+    dask = json.loads(dask_run.read_text()) if dask_run.exists() and not args.quick else None
     if args.report_only:
         results = json.loads(args.report_only.read_text())
         for path in args.merge:  # a separate run's figures replace this run's
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
             results["scale"] = {**results.get("scale", {}), **other.get("scale", {})}
             facts = {k: other.get(k) for k in ("argv", "finished", "bench_seconds", "load_before")}
             results.setdefault("merged", []).append({**facts, "figures": merged, "raw": str(path)})
-        report.write(results, args.out, extra)
+        report.write(results, args.out, extra, dask)
         return
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:  # what was measured survives a failure (`--report-only` renders it)
             raw.write_text(json.dumps(bench.results, indent=2, default=str) + "\n")
         if not args.scale_only:
-            report.write(results, args.out, extra)
+            report.write(results, args.out, extra, dask)
         bench.log(f"raw results: {raw}; report: {args.out}")
     finally:
         if args.keep:
