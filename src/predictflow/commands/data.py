@@ -74,5 +74,5 @@ def data_diff(a: str, b: str, path: Path, as_json: bool) -> None:
     root = workspace()
     params = load_params(root / "params.yaml")
     old, new = (datadiff.resolve(spec, root, str(path), registry_client) for spec in (a, b))
-    facts = datadiff.diff(root, old, new, params.drift, params.base.seed)
+    facts = datadiff.diff(root, old, new, params.drift, params.base.seed, str(path))
     emit(facts, as_json, datadiff.render(facts))

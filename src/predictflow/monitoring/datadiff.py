@@ -152,7 +152,9 @@ def _model_version(uri: str, client: MlflowClient, data: str = RAW_DATA) -> Data
     return DataVersion(uri, "model", md5, version=int(version.version))
 
 
-def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, pa.Schema]:
+def read_version(
+    workspace: Path, version: DataVersion, data: str = RAW_DATA
+) -> tuple[pd.DataFrame, pa.Schema]:
     """The table with `version.md5`, from the DVC cache or the default remote, typed by
     pyarrow's inference (the schema compared) with the key read as text.
 
@@ -162,7 +164,7 @@ def read_version(workspace: Path, version: DataVersion) -> tuple[pd.DataFrame, p
     from pyarrow import csv
 
     what = f"data version {version.spec}:"
-    with pinned_data(workspace, version.md5, what) as path:
+    with pinned_data(workspace, version.md5, what, name=Path(data).name) as path:
         options = csv.ConvertOptions(
             column_types={ID: pa.string()},
             auto_dict_encode=True,
@@ -364,11 +366,17 @@ def _counts(series: pd.Series) -> dict[str, int]:
 
 
 def diff(
-    workspace: Path, a: DataVersion, b: DataVersion, params: DriftParams, seed: int
+    workspace: Path,
+    a: DataVersion,
+    b: DataVersion,
+    params: DriftParams,
+    seed: int,
+    data: str = RAW_DATA,
 ) -> dict[str, Any]:
-    """The whole report as plain JSON-able data (`seed`: the KS sample's, `base.seed`)."""
-    frame_a, schema_a = read_version(workspace, a)
-    frame_b, schema_b = read_version(workspace, b)
+    """The whole report as plain JSON-able data (`seed`: the KS sample's, `base.seed`;
+    `data`: the tracked path, whose suffix says CSV or parquet)."""
+    frame_a, schema_a = read_version(workspace, a, data)
+    frame_b, schema_b = read_version(workspace, b, data)
     shifts = column_shifts(frame_a, frame_b, params, seed)
     return {
         "key": ID,

@@ -141,7 +141,9 @@ def check(
     model = artifacts.load_verified(
         client, f"models:/{names.MODEL_NAME}/{version.version}", shown=model_ref
     )
-    reference = load_reference(workspace, data_md5, split_params.get("params", {}))
+    reference = load_reference(
+        workspace, data_md5, split_params.get("params", {}), version.tags.get("data_path")
+    )
     facts = {
         "model": model_ref,
         "version": int(version.version),

@@ -37,7 +37,9 @@ class Reference:
 
 
 @contextmanager
-def pinned_data(workspace: Path, data_md5: str, what: str = "training data") -> Iterator[Path]:
+def pinned_data(
+    workspace: Path, data_md5: str, what: str = "training data", name: str = "customers.csv"
+) -> Iterator[Path]:
     """The raw data with `data_md5`: from the local DVC cache, else the default remote. A `.dir`
     md5 (a DVC-tracked folder of parts) gives a temp folder of its parts.
 
@@ -45,14 +47,21 @@ def pinned_data(workspace: Path, data_md5: str, what: str = "training data") -> 
     Every copy is hashed before it is used: a corrupted cache object (DVC never re-checks one,
     and `dvc fetch` skips it as present) is passed over for the remote's copy, and named when
     there is none. `what` names the data in the error (`predictflow data diff` reads any data
-    version here).
+    version here). A single file is yielded under a path ending in `name`'s suffix, so a
+    reader can tell a parquet file from a CSV (a cache object has no suffix).
     """
     from dvc.repo import Repo
 
     with Repo(str(workspace)) as repo, tempfile.TemporaryDirectory(prefix="predictflow-") as tmp:
         fetch = _Objects(repo, Path(tmp))
         if not data_md5.endswith(".dir"):
-            yield fetch.verified(data_md5, what, "customers.csv")
+            got = fetch.verified(data_md5, what, name)
+            if got.suffix.lower() != Path(name).suffix.lower():
+                named = Path(tmp) / "named" / name
+                named.parent.mkdir()
+                named.symlink_to(got.absolute())
+                got = named
+            yield got
             return
         manifest = fetch.verified(data_md5, what, "manifest.dir")
         folder = Path(tmp) / "parts"
@@ -116,12 +125,15 @@ class _Objects:
         return local
 
 
-def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any]) -> Reference:
+def load_reference(
+    workspace: Path, data_md5: str, split_params: dict[str, Any], data_path: str | None = None
+) -> Reference:
     """Clean and split the pinned data exactly as `prepare` did for this version: the local
     engine's stratified split, or under `scale.engine: dask` the seeded hash of the customer id
     over every part (`hash_split_train_rows`).
 
-    `split_params` are the `prepare` stage's params from the dvc.lock logged at registration.
+    `split_params` are the `prepare` stage's params from the dvc.lock logged at registration;
+    `data_path` (the version's `data_path` tag) tells a parquet raw file from a CSV.
     """
     try:
         seed, test_size = int(split_params["base.seed"]), float(split_params["prepare.test_size"])
@@ -132,7 +144,8 @@ def load_reference(workspace: Path, data_md5: str, split_params: dict[str, Any])
         ) from None
     engine = (split_params.get("scale") or {}).get("engine", "local")
     source = f"training data md5 {data_md5}"
-    with pinned_data(workspace, data_md5) as path:
+    name = Path(data_path).name if data_path else "customers.csv"
+    with pinned_data(workspace, data_md5, name=name) as path:
         if engine == "dask":
             train = hash_split_train_rows(path, test_size, seed, source)
             return Reference(train, data_md5, seed, test_size)
