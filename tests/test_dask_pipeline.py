@@ -7,9 +7,11 @@ each stage); the tests read it or work on their own copy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -291,6 +293,15 @@ def test_drift_data_diff_reproduce_and_report_take_the_folder_md5(
     predictflow(repo, "report", "--output", tmp_path / "report.html")
     assert raw_md5 in (tmp_path / "report.html").read_text()
 
+    # A manifest whose part would lead out of the temp folder: refused, no link made there.
+    evil = b'[{"md5": "%s", "relpath": "../../escaped.csv"}]' % entry_md5(repo, raw_md5).encode()
+    evil_md5 = hashlib.md5(evil).hexdigest()
+    dvc_object(repo, f"{evil_md5}.dir").parent.mkdir(exist_ok=True)
+    dvc_object(repo, f"{evil_md5}.dir").write_bytes(evil)
+    with pytest.raises(StageError, match=r"its manifest names \.\./\.\./escaped\.csv"):
+        load_reference(repo, f"{evil_md5}.dir", split_params["params"]["params.yaml"])
+    assert not list(Path(tempfile.gettempdir()).glob("escaped.csv"))
+
     # A part's cache object corrupted, no remote: the part is named, nothing is read from it.
     manifest = json.loads(Path(dvc_object(repo, raw_md5)).read_text())
     entry = next(e for e in manifest if e["relpath"] == "2026-03.csv")
@@ -299,6 +310,10 @@ def test_drift_data_diff_reproduce_and_report_take_the_folder_md5(
     damaged.write_text("customerID\n")
     with pytest.raises(StageError, match=r"training data part 2026-03.csv md5 .* is corrupt"):
         load_reference(repo, raw_md5, split_params["params"]["params.yaml"])
+
+
+def entry_md5(repo: Path, dir_md5: str) -> str:
+    return json.loads(dvc_object(repo, dir_md5).read_text())[0]["md5"]
 
 
 def dvc_object(repo: Path, md5: str) -> Path:

@@ -5,14 +5,19 @@ worker holds which partition)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from predictflow.ops.reproduce import (
     DASK_AUC_TOLERANCE,
+    ReproduceError,
     StageCheck,
     compare_dask_fit,
     recorded_engine,
     render_check,
+    reproduce,
 )
 
 
@@ -74,3 +79,28 @@ def test_the_verdict_says_what_was_compared() -> None:
     )
     facts["matches"] = facts["stages"]["train"]["matches"] = False
     assert render_check(facts).endswith("version 3 did NOT reproduce")
+
+
+@pytest.mark.parametrize("data_path", ["../../outside", "/tmp/elsewhere"])
+def test_a_data_path_outside_the_repository_is_refused_before_anything_is_written(
+    tmp_path: Path, data_path: str
+) -> None:
+    """A version's `data_path` tag names the .dvc file the rebuild pins: one that leads out of
+    the temporary clone (a forged tag) is refused, and no file is written there."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    view = {
+        "version": 7,
+        "code": {"git_commit": commit},
+        "data": {"md5": "0" * 32, "path": data_path},
+        "stages": {"prepare": {"params": {}, "outs": {"x": "1"}, "deps": {}}},
+    }
+    with pytest.raises(ReproduceError, match=r"its data_path .* is outside the repository"):
+        reproduce(view, repo)
+    assert not list(tmp_path.rglob("*.dvc"))
+    assert not Path(f"{data_path}.dvc").exists()

@@ -66,7 +66,10 @@ def pinned_data(
         manifest = fetch.verified(data_md5, what, "manifest.dir")
         folder = Path(tmp) / "parts"
         for entry in json.loads(manifest.read_text(encoding="utf-8")):
-            part = folder / entry["relpath"]
+            relpath = Path(entry["relpath"])
+            if relpath.is_absolute() or ".." in relpath.parts:  # never a link outside `folder`
+                raise StageError(f"{what} md5 {data_md5}: its manifest names {relpath}")
+            part = folder / relpath
             part.parent.mkdir(parents=True, exist_ok=True)
             got = fetch.verified(entry["md5"], f"{what} part {entry['relpath']}", part.name)
             part.symlink_to(got.absolute())  # a cache object is read in place, never copied

@@ -198,6 +198,10 @@ def reproduce(view: dict[str, Any], workspace: Path, keep: bool = False) -> list
             if done.returncode != 0:
                 raise ReproduceError(f"cannot check out {commit}: {done.stderr.strip()}")
         pin = f"{view['data'].get('path') or paths.RAW_DATA.as_posix()}.dvc"
+        if not (clone / pin).resolve().is_relative_to(clone.resolve()):
+            raise ReproduceError(
+                f"version {view['version']}: its data_path {pin[:-4]} is outside the repository"
+            )
         missing = [f for f in ("dvc.yaml", "params.yaml", pin) if not (clone / f).exists()]
         if missing:
             raise ReproduceError(
