@@ -19,7 +19,12 @@ from predictflow.core import paths
 from predictflow.core.data import prepare_metrics, split_batches, split_indices
 from predictflow.core.io import atomic_path, write_batches, write_json
 from predictflow.core.params import load_params
-from predictflow.core.rawfile import check_unchanged, clean_parts, raw_parts
+from predictflow.core.rawfile import (
+    check_parts_unchanged,
+    check_unchanged,
+    clean_parts,
+    raw_parts,
+)
 from predictflow.core.schema import TARGET
 from predictflow.lineage import stage
 
@@ -59,6 +64,7 @@ def main() -> None:
     frame, report = clean_parts(list(zip(parts, reads, strict=True)), CHUNK_ROWS, str(args.raw))
     for part, read in zip(parts, reads, strict=True):
         check_unchanged(part, read.hexdigest())
+    check_parts_unchanged(args.raw, parts)
     if report.extra_columns:
         log.warning("ignoring extra column(s): %s", ", ".join(report.extra_columns))
     if report.rows_dropped_total_charges:

@@ -493,3 +493,37 @@ def test_the_dask_engine_cleans_a_parquet_part_as_the_csv_it_came_from(tmp_path:
     pd.testing.assert_frame_equal(from_parquet, from_csv)
     assert summary.counts == csv_summary.counts
     assert summary.read_md5 == hashlib.md5(parquet_part.read_bytes()).hexdigest()
+
+
+@pytest.mark.pipeline  # runs the real stage or command as a process
+def test_stage_refuses_a_part_added_to_the_folder_while_it_reads(project: Path) -> None:
+    """DVC hashes the whole raw folder after the stage: a part added once prepare has started
+    reading (seen in /proc) would be in the lock's md5 but not in the model. One line, nothing
+    written."""
+    synth.write_csv(project / RAW, rows=150_000, seed=1)
+    first, _ = cut_into_parts(project / RAW, project / "data" / "customers", parts=2)
+    command = [
+        sys.executable, str(SCRIPT), "--raw", "data/customers", "--train", str(TRAIN),
+        "--test", str(TEST), "--metrics", str(METRICS), "--params", "params.yaml",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(first.resolve()) for fd in fds.iterdir()):
+                break
+        time.sleep(0.005)
+    assert process.poll() is None, "prepare finished before a part could be added"
+    late = project / "data" / "customers" / "2026-03.csv"
+    synth.write_csv(late, rows=50, seed=9)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert stderr.splitlines() == [
+        f"prepare: error: data/customers: part {late.relative_to(project)} was added while "
+        "prepare read the folder; nothing written: run `dvc repro` again once the folder is "
+        "complete"
+    ]
+    _assert_no_outputs(project)

@@ -27,7 +27,7 @@ from predictflow.core.cleaning import clean
 from predictflow.core.data import split_metrics
 from predictflow.core.io import atomic_dir
 from predictflow.core.params import Params
-from predictflow.core.rawfile import check_unchanged, raw_parts, read_raw
+from predictflow.core.rawfile import check_parts_unchanged, check_unchanged, raw_parts, read_raw
 from predictflow.core.schema import ID, TARGET, CleanReport, DataContractError, fail
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ def prepare(
     metrics = check_split(summaries, test_size, str(raw))
     for summary in summaries:  # a part replaced while it was read
         check_unchanged(summary.part, summary.read_md5)
+    check_parts_unchanged(raw, parts)  # ...or added or removed
     n = params.scale.partitions
     written = table[~table[HELD_OUT]], table[table[HELD_OUT]]
     with atomic_dir(train) as train_tmp, atomic_dir(test) as test_tmp:

@@ -211,6 +211,21 @@ def check_unchanged(path: Path | str, read_md5: str) -> None:
         )
 
 
+def check_parts_unchanged(raw: Path, read: list[Path]) -> None:
+    """Refuse when a raw folder now holds other parts than the ones just read: DVC hashes the
+    whole folder after the stage, and the lock would name a part nobody trained on."""
+    if not raw.is_dir():
+        return
+    now = raw_parts(raw)
+    if now != read:
+        added, removed = sorted(set(now) - set(read)), sorted(set(read) - set(now))
+        change = f"part {added[0]} was added" if added else f"part {removed[0]} was removed"
+        raise StageError(
+            f"{raw}: {change} while prepare read the folder; nothing written: run `dvc repro` "
+            "again once the folder is complete"
+        )
+
+
 def clean_file(
     path: Path | str, chunk_rows: int, digest: Hash | None = None
 ) -> tuple[pd.DataFrame, CleanReport]:
